@@ -1,0 +1,2 @@
+"""kd: knowledge distillation on PyTorch Lightning and Hydra."""
+__version__ = "0.1.0"
