@@ -1,0 +1,115 @@
+"""LightningDataModule for retrieval distillation: examples with mined + random negatives, eval queries."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from kd.data.collate import DistillationCollator
+from kd.data.examples import DistillationExamples, EpochSampler, Example
+from kd.data.mining import bm25_rankings, dense_rankings, mine_hard_negatives
+from kd.data.sources import RetrievalSplits
+
+log = logging.getLogger(__name__)
+
+
+class RetrievalDataModule(L.LightningDataModule):
+    """Builds the training examples once (``setup``) and serves them with per-epoch random negatives.
+
+    Args:
+        splits: corpus, train/eval queries and qrels, optional triplets.
+        student: the ``BiEncoder`` (tokenises for training; its index mines dense negatives).
+        teacher: the ``CrossEncoder`` (tokenises pairs for on-the-fly scoring; filters mined negatives).
+        num_negatives: k negatives per example (given, then mined, then random).
+        mined_negatives: how many of the k come from mining (``mining``: ``none``, ``bm25`` or ``dense``),
+            taken from the top ``mining_depth`` candidates of each query.
+        teacher_filter: drop mined candidates the teacher scores >= its score of the positive minus
+            ``false_negative_margin`` (likely unlabelled positives).
+        batch_size: queries per training batch (each brings 1 + k documents; every other query's documents
+            are in-batch negatives for the contrastive term).
+    """
+
+    def __init__(self, splits: RetrievalSplits, student, teacher=None, num_negatives: int = 3,
+                 mined_negatives: int = 0, mining: str = "bm25", mining_depth: int = 30,
+                 teacher_filter: bool = True, false_negative_margin: float = 0.0, batch_size: int = 16,
+                 eval_batch_size: int = 64, num_workers: int = 0, seed: int = 0):
+        super().__init__()
+        if mining not in ("none", "bm25", "dense"):
+            raise ValueError(f"data.mining must be none, bm25 or dense, got {mining!r}")
+        if mined_negatives > num_negatives:
+            raise ValueError(f"data.mined_negatives={mined_negatives} exceeds data.num_negatives={num_negatives}")
+        self.splits = splits
+        self.student = student
+        self.teacher = teacher
+        self.num_negatives = num_negatives
+        self.mined_negatives = mined_negatives if mining != "none" else 0
+        self.mining = mining
+        self.mining_depth = mining_depth
+        self.teacher_filter = teacher_filter
+        self.false_negative_margin = false_negative_margin
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.train_set: DistillationExamples | None = None
+        self.positives = self._known_positives()
+
+    def _known_positives(self) -> dict[str, set[str]]:
+        positives: dict[str, set[str]] = {}
+        for q, docs in self.splits.train_qrels.items():
+            positives.setdefault(q, set()).update(d for d, r in docs.items() if r > 0)
+        for t in self.splits.triplets:
+            positives.setdefault(t.query_id, set()).add(t.positive_id)
+        return positives
+
+    def base_examples(self) -> list[Example]:
+        """(query, positive, given negatives) from the triplets, or one example per relevant qrel."""
+        if self.splits.triplets:
+            return [Example(t.query_id, t.positive_id, tuple(t.negative_ids)) for t in self.splits.triplets]
+        return [Example(q, d) for q, docs in self.splits.train_qrels.items() for d, r in sorted(docs.items()) if r > 0]
+
+    def mine(self, examples: list[Example]) -> list[Example]:
+        """Append mined hard negatives to each example's fixed negatives."""
+        if self.mined_negatives == 0:
+            return examples
+        queries = {e.query_id: self.splits.train_queries[e.query_id] for e in examples}
+        log.info("mining %d %s negatives for %d examples", self.mined_negatives, self.mining, len(examples))
+        if self.mining == "bm25":
+            rankings = bm25_rankings(self.splits.corpus, queries, self.mining_depth)
+        else:
+            rankings = dense_rankings(self.student, self.splits.corpus, queries, self.mining_depth)
+        scorer = None
+        if self.teacher_filter and self.teacher is not None:
+            scorer = lambda qs, ds: self.teacher.score(qs, ds).tolist()  # noqa: E731
+        mined = mine_hard_negatives(
+            [(e.query_id, e.positive_id) for e in examples], rankings, self.positives, self.mined_negatives,
+            queries=self.splits.train_queries, corpus=self.splits.corpus, teacher=scorer,
+            false_negative_margin=self.false_negative_margin,
+        )
+        return [Example(e.query_id, e.positive_id, tuple(dict.fromkeys((*e.fixed_negative_ids, *m))))
+                for e, m in zip(examples, mined)]
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", None) and self.train_set is None:
+            examples = self.mine(self.base_examples())
+            self.train_set = DistillationExamples(
+                examples, self.splits.train_queries, self.splits.corpus, self.positives, self.num_negatives, self.seed
+            )
+
+    def collator(self) -> DistillationCollator:
+        return DistillationCollator(self.student, self.teacher, self.positives)
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None, "call setup('fit') first"
+        return DataLoader(
+            self.train_set, batch_size=self.batch_size, sampler=EpochSampler(len(self.train_set), self.seed),
+            collate_fn=self.collator(), num_workers=self.num_workers, drop_last=len(self.train_set) > self.batch_size,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        """Batches of eval query ids (lists of str); the module encodes the corpus itself."""
+        return DataLoader(list(self.splits.eval_queries), batch_size=self.eval_batch_size, shuffle=False,
+                          collate_fn=list)

@@ -1,0 +1,141 @@
+"""The retrieval distillation run behind ``kd-train``: data -> teacher -> student -> before/after metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from kd.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+HEADLINE_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
+
+
+def build_logger(cfg: DictConfig):
+    """Instantiate ``cfg.logger`` (WandbLogger, CSVLogger, ...) or return False for ``logger=none``."""
+    if not cfg.get("logger") or not cfg.logger.get("_target_"):
+        return False
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.logger)
+
+
+def load_splits(cfg: DictConfig):
+    from kd.data.sources import load_retrieval_data
+
+    data = cfg.data
+    return load_retrieval_data(
+        format=data.format, path=data.path, train_split=data.train_split, eval_split=data.eval_split,
+        triplets=data.triplets, max_train_queries=data.max_train_queries, max_eval_queries=data.max_eval_queries,
+        corpus_size=data.corpus_size, seed=cfg.seed, cache_dir=cfg.paths.cache_dir,
+    )
+
+
+def format_table(rows: dict[str, dict[str, float]], metrics=HEADLINE_METRICS) -> str:
+    """Markdown table: one row per model, one column per metric."""
+    header = "| model | " + " | ".join(metrics) + " |"
+    lines = [header, "|" + "---|" * (len(metrics) + 1)]
+    for name, values in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{values.get(m, float('nan')):.4f}" for m in metrics) + " |")
+    return "\n".join(lines)
+
+
+def run_training(cfg: DictConfig) -> dict[str, Any]:
+    """Run one distillation job as configured; returns the metrics (``before``/``after``) and timings."""
+    from hydra.utils import instantiate
+
+    from kd.data.datamodule import RetrievalDataModule
+    from kd.distillation_module import RetrievalDistillationModule
+    from kd.losses.distillation import DistillationLoss
+    from kd.models.bi_encoder import BiEncoder
+    from kd.models.cross_encoder import CrossEncoder
+    from kd.teacher_training import ensure_teacher
+
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    splits = load_splits(cfg)
+    timings["load_data_s"] = time.perf_counter() - start
+    log.info("data: %d docs, %d train / %d eval queries", len(splits.corpus), len(splits.train_queries),
+             len(splits.eval_queries))
+
+    start = time.perf_counter()
+    teacher_path = ensure_teacher(cfg.teacher, splits, cfg.paths.cache_dir, seed=cfg.seed)
+    teacher = CrossEncoder(teacher_path, max_length=cfg.teacher.max_length)
+    timings["teacher_s"] = time.perf_counter() - start
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    student = BiEncoder(cfg.student.name_or_path, max_length=cfg.student.max_length)
+
+    data = cfg.data
+    datamodule = RetrievalDataModule(
+        splits, student, teacher, num_negatives=data.num_negatives, mined_negatives=data.mined_negatives,
+        mining=data.mining, mining_depth=data.mining_depth, teacher_filter=data.teacher_filter,
+        false_negative_margin=data.false_negative_margin, batch_size=data.batch_size,
+        eval_batch_size=data.eval_batch_size, num_workers=data.num_workers, seed=cfg.seed,
+    )
+    loss = DistillationLoss(**OmegaConf.to_container(cfg.loss, resolve=True))
+    module = RetrievalDistillationModule(student, teacher, loss, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                                         warmup_ratio=cfg.optim.warmup_ratio, eval_batch_size=data.eval_batch_size)
+    logger = build_logger(cfg)
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=logger)
+    if logger:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    results: dict[str, Any] = {}
+    if cfg.eval_before:
+        start = time.perf_counter()
+        results["before"] = _strip(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
+        timings["eval_before_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    timings["fit_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    results["after"] = _strip(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
+    timings["eval_after_s"] = time.perf_counter() - start
+    results["train"] = {k.removeprefix("train/").removesuffix("_epoch"): float(v)
+                        for k, v in trainer.callback_metrics.items() if k.startswith("train/") and k.endswith("_epoch")}
+    results["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    results["teacher"] = teacher_path
+    results["data"] = {"docs": len(splits.corpus), "train_queries": len(splits.train_queries),
+                       "eval_queries": len(splits.eval_queries), "train_examples": len(datamodule.train_set)}
+
+    if cfg.save_student:
+        student.save(output_dir / "student")
+    atomic_write_json(output_dir / "metrics.json", results)
+    rows = {"student before distillation": results.get("before", {}), "student after distillation": results["after"]}
+    table = format_table({k: v for k, v in rows.items() if v})
+    print(f"\nRetrieval on {len(splits.eval_queries)} eval queries, {len(splits.corpus)} documents:\n{table}\n"
+          f"outputs: {output_dir}")
+    if logger and hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
+        import wandb
+
+        wandb.finish()
+    return results
+
+
+def _strip(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k.removeprefix("val/"): float(v) for k, v in metrics.items()}
+
+
+def main_metric(results: dict[str, Any], name: str = "ndcg@10") -> float:
+    """The number a sweeper optimises: the distilled student's metric ``name``."""
+    return float(results["after"][name])
+
+
+def dump(results: dict[str, Any]) -> str:
+    return json.dumps(results, indent=2)
+
+
+torch.set_float32_matmul_precision("high")
