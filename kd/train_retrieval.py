@@ -101,11 +101,11 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     timings["fit_s"] = time.perf_counter() - start
+    results["train"] = {k.removeprefix("train/").removesuffix("_epoch"): float(v)
+                        for k, v in trainer.callback_metrics.items() if k.startswith("train/") and k.endswith("_epoch")}
     start = time.perf_counter()
     results["after"] = _strip(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
     timings["eval_after_s"] = time.perf_counter() - start
-    results["train"] = {k.removeprefix("train/").removesuffix("_epoch"): float(v)
-                        for k, v in trainer.callback_metrics.items() if k.startswith("train/") and k.endswith("_epoch")}
     results["timings"] = {k: round(v, 2) for k, v in timings.items()}
     results["teacher"] = teacher_path
     results["data"] = {"docs": len(splits.corpus), "train_queries": len(splits.train_queries),
