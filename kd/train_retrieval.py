@@ -114,6 +114,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     if cfg.save_student:
         student.save(output_dir / "student")
     atomic_write_json(output_dir / "metrics.json", results)
+    atomic_write_json(output_dir / "eval_run.json", module.last_eval_run, indent=None)  # top-k ids per eval query
     rows = {"student before distillation": results.get("before", {}), "student after distillation": results["after"]}
     table = format_table({k: v for k, v in rows.items() if v})
     print(f"\nRetrieval on {len(splits.eval_queries)} eval queries, {len(splits.corpus)} documents:\n{table}\n"

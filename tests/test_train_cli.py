@@ -77,3 +77,22 @@ def test_kd_train_entry_point_with_overrides(tiny_model_dir, tiny_beir_dir, tmp_
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "student after distillation" in proc.stdout
     assert (out / ".hydra" / "config.yaml").is_file() and (out / "metrics.json").is_file()
+
+
+def test_kd_eval_matches_the_training_runs_final_metrics(tiny_model_dir, tiny_beir_dir, tmp_path):
+    from kd.cli.evaluate import run_evaluation
+
+    out = tmp_path / "run"
+    cfg = _compose(tiny_overrides(tiny_model_dir, tiny_beir_dir, out, tmp_path / "cache")
+                   + ["save_student=true", "trainer.max_epochs=1"])
+    results = run_training(cfg)
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        eval_cfg = compose(config_name="eval", overrides=[
+            "data=beir", f"data.path={tiny_beir_dir}", f"student.name_or_path={out / 'student'}",
+            "student.max_length=32", f"rerank_with={results['teacher']}", "rerank_max_length=48",
+            f"paths.cache_dir={tmp_path / 'cache'}", f"output={tmp_path / 'eval.json'}"])
+    rows = run_evaluation(eval_cfg)
+    student_metrics = next(iter(rows.values()))
+    for name, value in results["after"].items():
+        assert student_metrics[name] == pytest.approx(value, abs=1e-5)
+    assert len(rows) == 2 and json.loads((tmp_path / "eval.json").read_text()) == rows

@@ -1,0 +1,47 @@
+"""``kd-eval``: FAISS retrieval metrics of a bi-encoder (and of a cross-encoder reranking it). Config: conf/eval.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+import kd.config  # noqa: F401  (registers the ${kd.*} resolvers)
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def run_evaluation(cfg: DictConfig) -> dict[str, dict[str, float]]:
+    """Returns {"student": metrics, ["reranked": metrics]} and prints them as a table."""
+    from kd.io import atomic_write_json
+    from kd.metrics.evaluate import evaluate_bi_encoder, rerank
+    from kd.metrics.retrieval import retrieval_metrics
+    from kd.models.bi_encoder import BiEncoder
+    from kd.train_retrieval import format_table, load_splits
+
+    splits = load_splits(cfg)
+    student = BiEncoder(cfg.student.name_or_path, max_length=cfg.student.max_length)
+    metrics, run = evaluate_bi_encoder(student, splits.corpus, splits.eval_queries, splits.eval_qrels, k=cfg.k,
+                                       batch_size=cfg.data.eval_batch_size, show_progress=True)
+    rows = {f"bi-encoder {cfg.student.name_or_path}": metrics}
+    if cfg.rerank_with:
+        from kd.models.cross_encoder import CrossEncoder
+
+        teacher = CrossEncoder(cfg.rerank_with, max_length=cfg.rerank_max_length)
+        reranked = rerank(teacher, splits.corpus, splits.eval_queries, run, depth=cfg.rerank_depth)
+        rows[f"+ rerank top-{cfg.rerank_depth} with {cfg.rerank_with}"] = retrieval_metrics(reranked, splits.eval_qrels)
+    print(f"\n{len(splits.eval_queries)} queries, {len(splits.corpus)} documents\n{format_table(rows)}")
+    if cfg.output:
+        atomic_write_json(cfg.output, rows)
+    return rows
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
+def main(cfg: DictConfig) -> float:
+    rows = run_evaluation(cfg)
+    return float(next(iter(rows.values()))["ndcg@10"])
+
+
+if __name__ == "__main__":
+    main()

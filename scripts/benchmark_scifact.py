@@ -1,0 +1,66 @@
+"""SciFact (BEIR split) quality table: untrained student, distilled student, teacher reranking its top-100.
+
+Trains on the 809 train claims, evaluates on the 300 test claims against the full 5183-abstract corpus with
+an exact FAISS inner-product index. Prints a Markdown table and writes it (with the command) to
+``benchmarks/scifact_<time>.md``; copy the table into benchmarks/RESULTS.md.
+
+    python scripts/benchmark_scifact.py [hydra overrides for kd-train...]
+
+e.g. ``python scripts/benchmark_scifact.py trainer.max_epochs=1 logger=csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+import kd.config  # noqa: F401
+from kd.io import atomic_write_text
+from kd.metrics.evaluate import rerank
+from kd.metrics.retrieval import retrieval_metrics
+from kd.models.cross_encoder import CrossEncoder
+from kd.train_retrieval import format_table, load_splits, run_training
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
+
+
+def main(argv: list[str]) -> None:
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    out = REPO / "outputs" / f"benchmark_scifact_{stamp}"
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["data=scifact", f"paths.output_dir={out}", *argv])
+    start = time.perf_counter()
+    results = run_training(cfg)
+    rows = {"(a) untrained student (all-MiniLM-L6-v2)": results["before"],
+            "(b) distilled student": results["after"]}
+
+    splits = load_splits(cfg)
+    run = json.loads((out / "eval_run.json").read_text())
+    teacher = CrossEncoder(results["teacher"], max_length=cfg.teacher.max_length)
+    rerank_start = time.perf_counter()
+    reranked = rerank(teacher, splits.corpus, splits.eval_queries, run, depth=100,
+                      batch_size=cfg.teacher.score_batch_size)
+    rerank_s = time.perf_counter() - rerank_start
+    rows["(c) teacher reranking (b)'s top-100"] = retrieval_metrics(reranked, splits.eval_qrels)
+    total_s = time.perf_counter() - start
+
+    table = format_table(rows, METRICS)
+    command = "python scripts/benchmark_scifact.py " + " ".join(argv)
+    report = (
+        f"## SciFact (BEIR split): {len(splits.eval_queries)} test claims, {len(splits.corpus)} documents\n\n"
+        f"Command: `{command}`\n\n{table}\n\n"
+        f"Train examples: {results['data']['train_examples']}; timings (s): "
+        f"{json.dumps(results['timings'])}, teacher rerank {rerank_s:.0f}, total {total_s:.0f}.\n"
+        f"Teacher: {results['teacher']}\n"
+    )
+    print(report)
+    atomic_write_text(REPO / "benchmarks" / f"scifact_{stamp}.md", report)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
