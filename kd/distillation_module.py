@@ -43,6 +43,7 @@ class RetrievalDistillationModule(L.LightningModule):
         self._eval_query_ids: list[str] = []
         self._eval_query_vectors: list[torch.Tensor] = []
         self.last_eval_run: dict[str, list[str]] = {}
+        self.pairs_seen = 0  # (query, document) pairs trained on, for throughput
 
     # ----------------------------------------------------------------------------------------- modes
     def train(self, mode: bool = True):
@@ -71,6 +72,7 @@ class RetrievalDistillationModule(L.LightningModule):
         doc_vectors = self.student(**batch["docs"]).view(batch_size, candidates, -1)  # [B, C, H]
         teacher = self.teacher_scores(batch)  # [B, C]
         terms = self.loss(query_vectors, doc_vectors, teacher, batch["in_batch_exclude"])
+        self.pairs_seen += batch_size * candidates
         for name, value in terms.as_dict().items():
             if not torch.isfinite(value):
                 raise NonFiniteLossError(

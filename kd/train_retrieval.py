@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from kd.io import atomic_write_json, atomic_write_text
+from kd.resources import PeakMemory, Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     from kd.models.cross_encoder import CrossEncoder
     from kd.teacher_training import ensure_teacher
 
+    from kd.precision import check_precision
+
+    check_precision(cfg.trainer.accelerator, cfg.precision.student, cfg.precision.teacher)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -73,7 +77,8 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
 
     start = time.perf_counter()
     teacher_path = ensure_teacher(cfg.teacher, splits, cfg.paths.cache_dir, seed=cfg.seed)
-    teacher = CrossEncoder(teacher_path, max_length=cfg.teacher.max_length)
+    teacher = CrossEncoder.load(teacher_path, max_length=cfg.teacher.max_length, precision=cfg.precision.teacher,
+                                accelerator=cfg.trainer.accelerator)
     timings["teacher_s"] = time.perf_counter() - start
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     student = BiEncoder(cfg.student.name_or_path, max_length=cfg.student.max_length)
@@ -98,9 +103,15 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         start = time.perf_counter()
         results["before"] = _strip(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
         timings["eval_before_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
-    timings["fit_s"] = time.perf_counter() - start
+    with PeakMemory() as memory, Stopwatch() as fit_clock:
+        trainer.fit(module, datamodule=datamodule)
+    timings["fit_s"] = fit_clock.seconds
+    pairs = module.pairs_seen
+    results["resources"] = {
+        "peak_rss_mb": round(memory.peak_rss_mb, 1), "peak_cuda_mb": round(memory.peak_cuda_mb, 1),
+        "train_pairs_per_s": round(pairs / max(fit_clock.seconds, 1e-9), 2),
+        "train_pairs": pairs, "precision_student": str(trainer.precision), "precision_teacher": teacher.precision,
+    }
     results["train"] = {k.removeprefix("train/").removesuffix("_epoch"): float(v)
                         for k, v in trainer.callback_metrics.items() if k.startswith("train/") and k.endswith("_epoch")}
     start = time.perf_counter()

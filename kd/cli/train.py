@@ -1,4 +1,7 @@
-"""``kd-train``: Hydra entry point for retrieval distillation (config: conf/train.yaml)."""
+"""``kd-train``: Hydra entry point for retrieval distillation (config: conf/train.yaml).
+
+Returns the distilled student's validation nDCG@10, the value Hydra sweepers (grid, Optuna) optimise.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +17,10 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
-    from kd.train_retrieval import main_metric, run_training
+    from kd.sweep.job import run_job
+    from kd.train_retrieval import run_training
 
-    return main_metric(run_training(cfg))
+    return run_job(cfg, run_training, metric=cfg.get("sweep_metric", "ndcg@10"))
 
 
 if __name__ == "__main__":

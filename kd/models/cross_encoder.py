@@ -36,6 +36,18 @@ class CrossEncoder(nn.Module):
         self.max_length = max_length
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **model_kwargs)
+        self.precision = "fp32"
+
+    @classmethod
+    def load(cls, name_or_path: str, max_length: int = 256, precision: str = "fp32", accelerator: str = "cpu"
+             ) -> "CrossEncoder":
+        """Load a teacher in ``precision`` (``fp32``, ``bf16``, ``fp16``, ``int8``, ``nf4``; see ``kd.precision``)."""
+        from kd.precision import quantize_teacher, teacher_load_kwargs
+
+        teacher = cls(name_or_path, max_length=max_length, **teacher_load_kwargs(precision, accelerator))
+        teacher.model = quantize_teacher(teacher.model, precision, accelerator)
+        teacher.precision = precision
+        return teacher
 
     def tokenize(self, queries: Sequence[str], documents: Sequence[str]) -> dict[str, torch.Tensor]:
         """Pairs -> ``input_ids``/``attention_mask``/``token_type_ids`` [N, L]; truncates the document side."""
@@ -67,7 +79,7 @@ class CrossEncoder(nn.Module):
         """
         was_training = self.training
         self.eval()
-        device = next(self.parameters()).device
+        device = next(self.model.parameters(), torch.empty(0)).device
         order = sorted(range(len(queries)), key=lambda i: -(len(queries[i]) + len(documents[i])))
         out = torch.empty(len(queries), dtype=torch.float32)
         for start in range(0, len(order), batch_size):

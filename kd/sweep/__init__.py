@@ -1,0 +1,1 @@
+"""Hydra multirun support: failure-tolerant jobs and the sweep report."""

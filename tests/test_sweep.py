@@ -1,0 +1,59 @@
+"""Hydra multirun through kd-train: a failing job does not stop the sweep, and the report shows it."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kd.sweep.report import collect, write_report
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_sweep_with_a_failing_job_completes_the_others_and_reports_it(tiny_model_dir, tiny_beir_dir, tmp_path):
+    sweep_dir = tmp_path / "multirun"
+    overrides = [
+        "-m", "data=beir", f"data.path={tiny_beir_dir}", "data.mined_negatives=1", "data.batch_size=4",
+        f"student.name_or_path={tiny_model_dir}", "student.max_length=32",
+        f"teacher.train.base_model={tiny_model_dir}", "teacher.max_length=48", "teacher.train.bm25_negatives=2",
+        "trainer.max_epochs=1", "save_student=false", "logger=wandb", f"paths.cache_dir={tmp_path / 'cache'}",
+        f"hydra.sweep.dir={sweep_dir}",
+        # job 2 asks for more negatives than the 32-document corpus has: it must fail, alone
+        "loss.kl_weight=0,1", "data.num_negatives=2,40",
+    ]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_MODE="offline")
+    env.pop("WANDB_API_KEY", None)
+    proc = subprocess.run([sys.executable, "-m", "kd.cli.train", *overrides], capture_output=True, text=True,
+                          env=env, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    rows = collect(sweep_dir)
+    assert len(rows) == 4
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert [r["data.num_negatives"] for r in failed] == ["40", "40"]
+    assert all("num_negatives=40" in r["error"] for r in failed)
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 2 and all(0.0 <= r["ndcg@10"] <= 1.0 and r["train_pairs_per_s"] > 0 for r in ok)
+
+    # one W&B run per job, grouped by the sweep: runs must not merge
+    for job in ("0", "2"):
+        runs = list((sweep_dir / job / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1, f"job {job}: {runs}"
+        resolved = (sweep_dir / job / "resolved_config.yaml").read_text()
+        assert f"group: {sweep_dir.name}" in resolved and f"name: {sweep_dir.name}-job{job}" in resolved
+
+    paths = write_report(sweep_dir)
+    with open(paths["csv"]) as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["status"] for r in table] == [r["status"] for r in rows]
+    assert "2 ok, 2 failed" in paths["markdown"].read_text()
+    assert paths["ndcg_vs_loss_weights"].stat().st_size > 1000
+
+
+def test_report_on_a_missing_folder_is_a_clear_error(tmp_path):
+    from kd.cli.report import main
+
+    assert main([str(tmp_path / "nope")]) == 2
