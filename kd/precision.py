@@ -74,11 +74,15 @@ def teacher_load_kwargs(teacher: str, accelerator: str) -> dict[str, Any]:
             return {}  # quantised after loading: see quantize_teacher
         from transformers import BitsAndBytesConfig
 
-        return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True), "device_map": {"": 0}}
+        config = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["classifier", "score"])
+        return {"quantization_config": config, "device_map": {"": 0}}
     if teacher == "nf4":
         from transformers import BitsAndBytesConfig
 
-        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+        # The one-logit head stays in full precision (it is tiny, and bitsandbytes' CPU kernels need output
+        # widths divisible by their block size).
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
+                                    llm_int8_skip_modules=["classifier", "score"])
         return {"quantization_config": config, "device_map": {"": 0} if device == "gpu" else "cpu"}
     raise UnsupportedPrecisionError(f"precision.teacher={teacher!r} is unknown; choose one of {TEACHER_PRECISIONS}")
 
