@@ -57,3 +57,13 @@ def test_report_on_a_missing_folder_is_a_clear_error(tmp_path):
     from kd.cli.report import main
 
     assert main([str(tmp_path / "nope")]) == 2
+
+
+def test_report_notebook_cells_are_valid_python():
+    import json
+
+    notebook = json.loads((REPO / "notebooks" / "sweep_report.ipynb").read_text())
+    code = [("".join(c["source"])) for c in notebook["cells"] if c["cell_type"] == "code"]
+    assert len(code) >= 4 and any("write_report" in c for c in code)
+    for cell in code:
+        compile(cell, "notebook-cell", "exec")
