@@ -96,3 +96,20 @@ def test_kd_eval_matches_the_training_runs_final_metrics(tiny_model_dir, tiny_be
     for name, value in results["after"].items():
         assert student_metrics[name] == pytest.approx(value, abs=1e-5)
     assert len(rows) == 2 and json.loads((tmp_path / "eval.json").read_text()) == rows
+
+
+def test_bad_input_file_is_one_clear_error_naming_file_and_line(tiny_model_dir, tiny_beir_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_beir_dir, broken)
+    lines = (broken / "corpus.jsonl").read_text().splitlines()
+    lines[2] = '{"_id": "d3", "text": "unterminated'
+    (broken / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    overrides = tiny_overrides(tiny_model_dir, broken, tmp_path / "out", tmp_path / "cache")
+    overrides = [o for o in overrides if not o.startswith("paths.output_dir")] + [f"hydra.run.dir={tmp_path / 'o'}"]
+    proc = subprocess.run([sys.executable, "-m", "kd.cli.train", *overrides], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert proc.returncode == 2
+    assert f"kd-train: error: {broken / 'corpus.jsonl'}:3:" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -5,6 +5,7 @@ Returns the distilled student's validation nDCG@10, the value Hydra sweepers (gr
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -17,10 +18,15 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
+    from kd.errors import USER_ERRORS
     from kd.sweep.job import run_job
     from kd.train_retrieval import run_training
 
-    return run_job(cfg, run_training, metric=cfg.get("sweep_metric", "ndcg@10"))
+    try:
+        return run_job(cfg, run_training, metric=cfg.get("sweep_metric", "ndcg@10"))
+    except USER_ERRORS as error:  # bad data or config: one clear line (sweeps record it in status.json instead)
+        print(f"kd-train: error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from kd.data.collate import DistillationCollator
 from kd.data.examples import DistillationExamples, EpochSampler, Example
 from kd.data.mining import bm25_rankings, dense_rankings, mine_hard_negatives
 from kd.data.sources import RetrievalSplits
+from kd.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,12 @@ class RetrievalDataModule(L.LightningDataModule):
                  eval_batch_size: int = 64, num_workers: int = 0, seed: int = 0):
         super().__init__()
         if mining not in ("none", "bm25", "dense"):
-            raise ValueError(f"data.mining must be none, bm25 or dense, got {mining!r}")
+            raise ConfigError(f"data.mining must be none, bm25 or dense, got {mining!r}")
         if mined_negatives > num_negatives:
-            raise ValueError(f"data.mined_negatives={mined_negatives} exceeds data.num_negatives={num_negatives}")
+            raise ConfigError(f"data.mined_negatives={mined_negatives} exceeds data.num_negatives={num_negatives}")
+        if num_negatives >= len(splits.corpus):
+            raise ConfigError(f"data.num_negatives={num_negatives} is larger than the corpus can supply "
+                              f"({len(splits.corpus)} documents)")
         self.splits = splits
         self.student = student
         self.teacher = teacher

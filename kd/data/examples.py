@@ -15,6 +15,8 @@ from typing import Iterator, Mapping, Sequence
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from kd.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Example:
@@ -37,7 +39,7 @@ class DistillationExamples(Dataset):
             raise ValueError(f"num_negatives must be >= 0, got {num_negatives}")
         max_positives = max((len(p) for p in positives.values()), default=0)
         if num_negatives > len(corpus) - max_positives:
-            raise ValueError(
+            raise ConfigError(
                 f"data.num_negatives={num_negatives} is larger than the corpus can supply "
                 f"({len(corpus)} documents, up to {max_positives} positives per query)"
             )
