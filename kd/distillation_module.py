@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import lightning as L
 import torch
@@ -28,7 +29,7 @@ class RetrievalDistillationModule(L.LightningModule):
     """
 
     def __init__(self, student, teacher, loss: DistillationLoss, lr: float = 2e-5, weight_decay: float = 0.01,
-                 warmup_ratio: float = 0.1, eval_k: int = 100, eval_batch_size: int = 64):
+                 warmup_ratio: float = 0.1, eval_k: int = 100, eval_batch_size: int = 64, score_cache=None):
         super().__init__()
         self.student = student
         self.teacher = teacher.freeze()
@@ -44,6 +45,9 @@ class RetrievalDistillationModule(L.LightningModule):
         self._eval_query_vectors: list[torch.Tensor] = []
         self.last_eval_run: dict[str, list[str]] = {}
         self.pairs_seen = 0  # (query, document) pairs trained on, for throughput
+        self.score_cache = score_cache  # TeacherScoreCache: each pair is scored by the teacher once
+        self.teacher_seconds = 0.0  # time in teacher forward passes during the current epoch
+        self.teacher_seconds_per_epoch: list[float] = []
 
     # ----------------------------------------------------------------------------------------- modes
     def train(self, mode: bool = True):
@@ -56,15 +60,28 @@ class RetrievalDistillationModule(L.LightningModule):
         # the student trains with dropout, the teacher never does.
         self.student.train()
         self.teacher.eval()
+        self.teacher_seconds = 0.0
+
+    def on_train_epoch_end(self) -> None:
+        self.teacher_seconds_per_epoch.append(self.teacher_seconds)
+        self.log("train/teacher_seconds", self.teacher_seconds, on_epoch=True, on_step=False, reduce_fx="max")
+        if self.score_cache is not None and self.trainer.is_global_zero:
+            self.score_cache.save()
 
     # ----------------------------------------------------------------------------------------- training
     def teacher_scores(self, batch: dict) -> torch.Tensor:
         """Sigmoid scores [B, C] of each query's candidates: from the batch (cache) or a no-grad teacher pass."""
         batch_size, candidates = len(batch["query_ids"]), batch["num_candidates"]
-        if "teacher_scores" in batch:
-            return batch["teacher_scores"].view(batch_size, candidates).float()
-        with torch.no_grad():
-            return torch.sigmoid(self.teacher(**batch["pairs"])).view(batch_size, candidates)
+        start = time.perf_counter()
+        if self.score_cache is not None:
+            from kd.teacher_cache import score_with_cache
+
+            scores = score_with_cache(self.score_cache, self.teacher, *batch["pair_texts"]).to(self.device)
+        else:
+            with torch.no_grad():
+                scores = torch.sigmoid(self.teacher(**batch["pairs"]))
+        self.teacher_seconds += time.perf_counter() - start
+        return scores.view(batch_size, candidates).float()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         batch_size, candidates = len(batch["query_ids"]), batch["num_candidates"]

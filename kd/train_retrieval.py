@@ -80,6 +80,12 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     teacher = CrossEncoder.load(teacher_path, max_length=cfg.teacher.max_length, precision=cfg.precision.teacher,
                                 accelerator=cfg.trainer.accelerator)
     timings["teacher_s"] = time.perf_counter() - start
+    score_cache = None
+    if cfg.teacher.get("cache", True):
+        from kd.teacher_cache import TeacherScoreCache
+
+        score_cache = TeacherScoreCache(cfg.paths.cache_dir, teacher_path, cfg.precision.teacher, cfg.teacher.max_length)
+        log.info("teacher score cache %s: %d pairs", score_cache.path, len(score_cache))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     student = BiEncoder(cfg.student.name_or_path, max_length=cfg.student.max_length)
 
@@ -88,11 +94,12 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         splits, student, teacher, num_negatives=data.num_negatives, mined_negatives=data.mined_negatives,
         mining=data.mining, mining_depth=data.mining_depth, teacher_filter=data.teacher_filter,
         false_negative_margin=data.false_negative_margin, batch_size=data.batch_size,
-        eval_batch_size=data.eval_batch_size, num_workers=data.num_workers, seed=cfg.seed,
+        eval_batch_size=data.eval_batch_size, num_workers=data.num_workers, seed=cfg.seed, score_cache=score_cache,
     )
     loss = DistillationLoss(**OmegaConf.to_container(cfg.loss, resolve=True))
     module = RetrievalDistillationModule(student, teacher, loss, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
-                                         warmup_ratio=cfg.optim.warmup_ratio, eval_batch_size=data.eval_batch_size)
+                                         warmup_ratio=cfg.optim.warmup_ratio, eval_batch_size=data.eval_batch_size,
+                                         score_cache=score_cache)
     logger = build_logger(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=logger)
     if logger:
@@ -110,6 +117,9 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     results["resources"] = {
         "peak_rss_mb": round(memory.peak_rss_mb, 1), "peak_cuda_mb": round(memory.peak_cuda_mb, 1),
         "train_pairs_per_s": round(pairs / max(fit_clock.seconds, 1e-9), 2),
+        "teacher_seconds_per_epoch": [round(t, 2) for t in module.teacher_seconds_per_epoch],
+        "teacher_cache": None if score_cache is None else {
+            "pairs": len(score_cache), "hits": score_cache.hits, "misses": score_cache.misses},
         "train_pairs": pairs, "precision_student": str(trainer.precision), "precision_teacher": teacher.precision,
     }
     results["train"] = {k.removeprefix("train/").removesuffix("_epoch"): float(v)

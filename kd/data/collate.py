@@ -16,16 +16,20 @@ class DistillationCollator:
     Output keys:
       - ``query_ids`` [B] and ``doc_ids`` [B*C] (lists of str)
       - ``query``: student tokens, each tensor [B, Lq]; ``docs``: student tokens [B*C, Ld]
-      - ``pairs``: teacher tokens of the B*C (query, doc) pairs [B*C, Lp] (only with a teacher tokenizer)
+      - ``pairs``: teacher tokens of the B*C (query, doc) pairs [B*C, Lp] (only with a teacher tokenizer and
+        ``tokenize_pairs``; with a teacher score cache the module tokenises just the uncached pairs)
+      - ``pair_texts``: (queries [B*C], documents [B*C]) of those pairs
       - ``in_batch_exclude``: bool [B, B*C], True where document n is a known positive of query i,
         except query i's own positive (column i*C)
       - ``num_candidates``: C
     """
 
-    def __init__(self, student, teacher=None, positives: Mapping[str, set[str]] | None = None):
+    def __init__(self, student, teacher=None, positives: Mapping[str, set[str]] | None = None,
+                 tokenize_pairs: bool = True):
         self.student = student
         self.teacher = teacher
         self.positives = positives or {}
+        self.tokenize_pairs = tokenize_pairs
 
     def __call__(self, examples: Sequence[dict]) -> dict:
         candidates = len(examples[0]["doc_ids"])
@@ -48,6 +52,8 @@ class DistillationCollator:
             "in_batch_exclude": exclude,
             "num_candidates": candidates,
         }
-        if self.teacher is not None:
-            batch["pairs"] = self.teacher.tokenize([e["query"] for e in examples for _ in range(candidates)], docs)
+        pair_queries = [e["query"] for e in examples for _ in range(candidates)]
+        batch["pair_texts"] = (pair_queries, docs)
+        if self.teacher is not None and self.tokenize_pairs:
+            batch["pairs"] = self.teacher.tokenize(pair_queries, docs)
         return batch

@@ -35,7 +35,7 @@ class RetrievalDataModule(L.LightningDataModule):
     def __init__(self, splits: RetrievalSplits, student, teacher=None, num_negatives: int = 3,
                  mined_negatives: int = 0, mining: str = "bm25", mining_depth: int = 30,
                  teacher_filter: bool = True, false_negative_margin: float = 0.0, batch_size: int = 16,
-                 eval_batch_size: int = 64, num_workers: int = 0, seed: int = 0):
+                 eval_batch_size: int = 64, num_workers: int = 0, seed: int = 0, score_cache=None):
         super().__init__()
         if mining not in ("none", "bm25", "dense"):
             raise ConfigError(f"data.mining must be none, bm25 or dense, got {mining!r}")
@@ -57,6 +57,7 @@ class RetrievalDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self.score_cache = score_cache  # TeacherScoreCache or None
         self.train_set: DistillationExamples | None = None
         self.positives = self._known_positives()
 
@@ -86,7 +87,7 @@ class RetrievalDataModule(L.LightningDataModule):
             rankings = dense_rankings(self.student, self.splits.corpus, queries, self.mining_depth)
         scorer = None
         if self.teacher_filter and self.teacher is not None:
-            scorer = lambda qs, ds: self.teacher.score(qs, ds).tolist()  # noqa: E731
+            scorer = self.teacher_scorer()
         mined = mine_hard_negatives(
             [(e.query_id, e.positive_id) for e in examples], rankings, self.positives, self.mined_negatives,
             queries=self.splits.train_queries, corpus=self.splits.corpus, teacher=scorer,
@@ -94,6 +95,14 @@ class RetrievalDataModule(L.LightningDataModule):
         )
         return [Example(e.query_id, e.positive_id, tuple(dict.fromkeys((*e.fixed_negative_ids, *m))))
                 for e, m in zip(examples, mined)]
+
+    def teacher_scorer(self):
+        """(queries, docs) -> teacher scores, through the score cache when there is one."""
+        if self.score_cache is None:
+            return lambda qs, ds: self.teacher.score(qs, ds).tolist()
+        from kd.teacher_cache import score_with_cache
+
+        return lambda qs, ds: score_with_cache(self.score_cache, self.teacher, qs, ds).tolist()
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None) and self.train_set is None:
@@ -103,7 +112,8 @@ class RetrievalDataModule(L.LightningDataModule):
             )
 
     def collator(self) -> DistillationCollator:
-        return DistillationCollator(self.student, self.teacher, self.positives)
+        return DistillationCollator(self.student, self.teacher, self.positives,
+                                    tokenize_pairs=self.score_cache is None)
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup('fit') first"
