@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,37 +50,40 @@ def format_table(rows: dict[str, dict[str, float]], metrics=HEADLINE_METRICS) ->
     return "\n".join(lines)
 
 
-def run_training(cfg: DictConfig) -> dict[str, Any]:
-    """Run one distillation job as configured; returns the metrics (``before``/``after``) and timings."""
-    from hydra.utils import instantiate
+@dataclass
+class Prepared:
+    """What every retrieval job builds first: data, teacher (trained if needed), score cache, student, DataModule."""
 
+    splits: Any
+    teacher_path: str
+    teacher: Any
+    score_cache: Any
+    student: Any
+    datamodule: Any
+    timings: dict[str, float]
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Check the config, load the data, make/load the teacher and its score cache, the student and DataModule."""
     from kd.data.datamodule import RetrievalDataModule
-    from kd.distillation_module import RetrievalDistillationModule
-    from kd.losses.distillation import DistillationLoss
     from kd.models.bi_encoder import BiEncoder
     from kd.models.cross_encoder import CrossEncoder
+    from kd.precision import check_precision
     from kd.teacher_training import ensure_teacher
 
-    from kd.precision import check_precision
-
     check_precision(cfg.trainer.accelerator, cfg.precision.student, cfg.precision.teacher)
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     timings: dict[str, float] = {}
-
-    start = time.perf_counter()
-    splits = load_splits(cfg)
-    timings["load_data_s"] = time.perf_counter() - start
+    with Stopwatch() as clock:
+        splits = load_splits(cfg)
+    timings["load_data_s"] = clock.seconds
     log.info("data: %d docs, %d train / %d eval queries", len(splits.corpus), len(splits.train_queries),
              len(splits.eval_queries))
-
-    start = time.perf_counter()
-    teacher_path = ensure_teacher(cfg.teacher, splits, cfg.paths.cache_dir, seed=cfg.seed)
-    teacher = CrossEncoder.load(teacher_path, max_length=cfg.teacher.max_length, precision=cfg.precision.teacher,
-                                accelerator=cfg.trainer.accelerator)
-    timings["teacher_s"] = time.perf_counter() - start
+    with Stopwatch() as clock:
+        teacher_path = ensure_teacher(cfg.teacher, splits, cfg.paths.cache_dir, seed=cfg.seed)
+        teacher = CrossEncoder.load(teacher_path, max_length=cfg.teacher.max_length, precision=cfg.precision.teacher,
+                                    accelerator=cfg.trainer.accelerator)
+    timings["teacher_s"] = clock.seconds
     score_cache = None
     if cfg.teacher.get("cache", True):
         from kd.teacher_cache import TeacherScoreCache
@@ -88,7 +92,6 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         log.info("teacher score cache %s: %d pairs", score_cache.path, len(score_cache))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     student = BiEncoder(cfg.student.name_or_path, max_length=cfg.student.max_length)
-
     data = cfg.data
     datamodule = RetrievalDataModule(
         splits, student, teacher, num_negatives=data.num_negatives, mined_negatives=data.mined_negatives,
@@ -96,6 +99,24 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         false_negative_margin=data.false_negative_margin, batch_size=data.batch_size,
         eval_batch_size=data.eval_batch_size, num_workers=data.num_workers, seed=cfg.seed, score_cache=score_cache,
     )
+    return Prepared(splits, teacher_path, teacher, score_cache, student, datamodule, timings)
+
+
+def run_training(cfg: DictConfig) -> dict[str, Any]:
+    """Run one distillation job as configured; returns the metrics (``before``/``after``) and timings."""
+    from hydra.utils import instantiate
+
+    from kd.distillation_module import RetrievalDistillationModule
+    from kd.losses.distillation import DistillationLoss
+
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    prepared = prepare(cfg)
+    splits, teacher_path, teacher = prepared.splits, prepared.teacher_path, prepared.teacher
+    score_cache, student, datamodule = prepared.score_cache, prepared.student, prepared.datamodule
+    timings = prepared.timings
+    data = cfg.data
     loss = DistillationLoss(**OmegaConf.to_container(cfg.loss, resolve=True))
     module = RetrievalDistillationModule(student, teacher, loss, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
                                          warmup_ratio=cfg.optim.warmup_ratio, eval_batch_size=data.eval_batch_size,

@@ -81,3 +81,22 @@ def test_training_scores_every_pair_once_and_matches_uncached_scores(tiny_model_
     with torch.no_grad():
         direct = torch.sigmoid(teacher(**teacher.tokenize(*batch["pair_texts"]))).view_as(cached)
     assert torch.allclose(cached, direct, atol=1e-5)
+
+
+def test_precompute_fills_the_cache_then_training_scores_nothing_new(tiny_model_dir, tiny_beir_dir, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    import kd.config  # noqa: F401
+    from kd.cli.score_teacher import fill_cache
+    from kd.train_retrieval import run_training
+    from test_train_cli import CONF, tiny_overrides
+
+    overrides = tiny_overrides(tiny_model_dir, tiny_beir_dir, tmp_path / "out", tmp_path / "cache") + [
+        "trainer.max_epochs=1", "eval_before=false"]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    first = fill_cache(cfg)
+    assert first["scored"] > 0
+    assert fill_cache(cfg)["scored"] == 0  # all cached now
+    results = run_training(cfg)
+    assert results["resources"]["teacher_cache"]["misses"] == 0
