@@ -37,21 +37,25 @@ TOPICS = [
 FILLER = [f"unrelated filler text number {i} about nothing in particular" for i in range(20)]
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A 2-layer, 32-wide BERT with random weights and the MiniLM tokenizer, saved to a folder."""
+def make_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2) -> Path:
+    """Save a BERT with random weights (``hidden`` wide, ``layers`` deep) and the MiniLM tokenizer to ``folder``."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from kd.models.packaged import packaged_model_dir
 
-    folder = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir("minilm"))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128)
     torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT with random weights and the MiniLM tokenizer, saved to a folder."""
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 def _tiny_corpus() -> dict[str, tuple[str, str]]:

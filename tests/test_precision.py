@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from conftest import make_tiny_bert
 from kd.models.cross_encoder import CrossEncoder
 from kd.precision import UnsupportedPrecisionError, check_precision
 
@@ -30,7 +31,7 @@ def test_teacher_precisions_score_close_to_fp32(tiny_model_dir, tmp_path, precis
     base = tiny_model_dir
     if precision == "nf4":
         pytest.importorskip("bitsandbytes")
-        base = _wider_tiny_model(tiny_model_dir, tmp_path / "wide")  # 4-bit blocks are 64 weights wide
+        base = make_tiny_bert(tmp_path / "wide", hidden=64, layers=1)  # 4-bit blocks are 64 weights wide
     # a trained-looking head: save a cross-encoder with a fixed head so all precisions load the same weights
     reference = CrossEncoder(str(base), max_length=32)
     torch.manual_seed(0)
@@ -46,14 +47,3 @@ def test_teacher_precisions_score_close_to_fp32(tiny_model_dir, tmp_path, precis
     if precision == "int8":
         assert any("quantized" in type(m).__module__ for m in quantised.model.modules())
 
-
-def _wider_tiny_model(tokenizer_dir, folder):
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=128, max_position_embeddings=64)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder

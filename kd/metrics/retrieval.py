@@ -22,14 +22,17 @@ Qrels = Mapping[str, Mapping[str, int]]
 
 
 def _judged(qrels: Qrels) -> dict[str, dict[str, int]]:
-    return {q: {d: r for d, r in docs.items() if r > 0} for q, docs in qrels.items() if any(r > 0 for r in docs.values())}
+    """Queries with at least one relevant document, each with only its relevant documents."""
+    judged = {q: {d: r for d, r in docs.items() if r > 0} for q, docs in qrels.items()}
+    judged = {q: docs for q, docs in judged.items() if docs}
+    if not judged:
+        raise ValueError("qrels hold no query with a relevant document")
+    return judged
 
 
 def recall_at_k(run: Run, qrels: Qrels, k: int) -> float:
     """Mean fraction of each query's relevant documents found in its top ``k``."""
     judged = _judged(qrels)
-    if not judged:
-        raise ValueError("qrels hold no query with a relevant document")
     total = 0.0
     for query_id, relevant in judged.items():
         top = run.get(query_id, ())[:k]
@@ -40,8 +43,6 @@ def recall_at_k(run: Run, qrels: Qrels, k: int) -> float:
 def mrr_at_k(run: Run, qrels: Qrels, k: int) -> float:
     """Mean reciprocal rank of the first relevant document within the top ``k``."""
     judged = _judged(qrels)
-    if not judged:
-        raise ValueError("qrels hold no query with a relevant document")
     total = 0.0
     for query_id, relevant in judged.items():
         for rank, doc_id in enumerate(run.get(query_id, ())[:k], start=1):
@@ -54,8 +55,6 @@ def mrr_at_k(run: Run, qrels: Qrels, k: int) -> float:
 def ndcg_at_k(run: Run, qrels: Qrels, k: int) -> float:
     """Mean normalised discounted cumulative gain at ``k`` (linear gain, log2 discount)."""
     judged = _judged(qrels)
-    if not judged:
-        raise ValueError("qrels hold no query with a relevant document")
     total = 0.0
     for query_id, relevant in judged.items():
         dcg = sum(relevant.get(d, 0) / math.log2(r + 1) for r, d in enumerate(run.get(query_id, ())[:k], start=1))
