@@ -123,6 +123,7 @@ def finetune(model_name: str, rows: Sequence[dict], fcfg: Mapping, seed: int, ad
     gen = torch.Generator().manual_seed(seed)
     loader = DataLoader(examples, batch_size=int(fcfg["batch_size"]), shuffle=True, generator=gen,
                         collate_fn=lambda b: collate(b, tokenizer.pad_token_id), num_workers=0)
+    model.train()  # from_pretrained returns eval mode; LoRA dropout must be active while training
     module = LoRAFineTuner(model, lr=float(fcfg["lr"]), weight_decay=float(fcfg.get("weight_decay", 0.0)))
     trainer = L.Trainer(max_epochs=int(fcfg["epochs"]), accelerator=mode["accelerator"], devices=1,
                         precision=mode["precision"] if mode["quantization"] == "none" else "bf16-mixed",

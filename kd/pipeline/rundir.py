@@ -124,6 +124,8 @@ class RunDir:
         from kd.pipeline.memory import snapshot
 
         mem = memory() if memory else [snapshot(f"after {key}")]
+        if isinstance(data, dict) and isinstance(data.get("memory"), list):  # stages inside the step (fine-tune)
+            mem = list(data["memory"]) + mem
         record = {"step": name, "cycle": cycle, "config_hash": self.hash, "seconds": round(seconds, 3),
                   "memory": mem, "data": data}
         atomic_write_json(self.step_path(name, cycle), record)
