@@ -95,3 +95,22 @@ def test_config_validation_names_the_key(make_config, tmp_path):
         validate({**cfg, "finetune": {**cfg["finetune"], "quantization": "nf4"}}, cuda_available=False)
     with pytest.raises(ConfigError, match="teacher.api_key must not be put in the config"):
         validate({**cfg, "teacher": {**cfg["teacher"], "api_key": "sk-x"}}, cuda_available=False)
+
+
+def test_nan_loss_stops_training_naming_the_step():
+    import torch
+
+    from kd.pipeline.finetune import LoRAFineTuner
+
+    class NaNModel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, **kw):
+            return type("Out", (), {"loss": self.w * float("nan")})()
+
+    module = LoRAFineTuner(NaNModel(), lr=1e-3)
+    batch = {"input_ids": torch.ones(1, 3, dtype=torch.long), "attention_mask": torch.ones(1, 3), "labels": None}
+    with pytest.raises(FloatingPointError, match=r"fine-tune step 0: non-finite loss nan"):
+        module.training_step(batch, 0)
