@@ -10,7 +10,7 @@ from typing import Any, Mapping
 # Keys that do not change results: excluded from the hash so that a resume with another run_dir spelling,
 # resume=true, a crash hook, or different network timeouts is still the same run.
 NON_SEMANTIC_KEYS = (
-    "run_dir", "resume", "debug", "progress",
+    "run_dir", "resume", "debug", "progress", "threads",
     "teacher.timeout_s", "teacher.max_retries", "teacher.backoff_s", "teacher.backoff_max_s", "teacher.api_key_env",
 )
 SECRET_MARKERS = ("api_key", "token", "secret", "password")

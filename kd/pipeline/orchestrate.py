@@ -118,6 +118,10 @@ def run_pipeline(cfg_in: Any, on_step: Callable[[str], None] | None = None) -> d
     """Run (or resume) the pipeline described by ``cfg_in``; returns the report plus executed/skipped steps."""
     cfg = to_plain(cfg_in)
     validate(cfg)
+    if cfg.get("threads"):  # e.g. 1 on a CPU shared with other jobs: oversubscribed threads slow torch down a lot
+        import torch
+
+        torch.set_num_threads(int(cfg["threads"]))
     run = RunDir(cfg["run_dir"], cfg, resume=bool(cfg.get("resume", False)))
     progress = bool(cfg.get("progress", True))
     mem_log: list = [memory.snapshot("start")]

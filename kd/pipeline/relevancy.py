@@ -7,7 +7,8 @@ is non-committal (RAGAS ``AnswerRelevancy``: ``mean(cos(E(q_i), E(q))) * (1 - no
 judge ``strictness`` times; here one greedy call asks for ``k`` different questions, which keeps the score
 deterministic for resume.
 
-A judge reply that cannot be parsed gets ``score=None`` and ``status="unparseable"``: it is counted and reported
+Only generated items that are questions (contain "?") are used: a judge that echoes the answer back would
+otherwise inflate the score. A judge reply with no question in it, or that cannot be parsed, gets ``score=None`` and ``status="unparseable"``: it is counted and reported
 (``n_unparseable``, and a mean that counts it as 0), never dropped. An empty answer scores 0 without a judge call.
 """
 
@@ -21,9 +22,14 @@ from typing import Sequence
 JUDGE_PROMPT = (
     "Generate {k} different questions that the given answer responds to, and say whether the answer is "
     "noncommittal. Give noncommittal as 1 if the answer is noncommittal (evasive, vague or ambiguous, for example "
-    "\"I don't know\" or \"I'm not sure\") and 0 if the answer is committal.\n"
-    "Reply with JSON only, in this form: {{\"questions\": [\"...\", \"...\"], \"noncommittal\": 0}}\n\n"
-    "Answer: {answer}"
+    "\"I don't know\" or \"I'm not sure\") and 0 if the answer is committal. Each question must end with a "
+    "question mark; do not copy the answer.\n"
+    "Reply with JSON only.\n\n"
+    "Example\nAnswer: Albert Einstein was born in Germany.\n"
+    "{{\"questions\": [\"Where was Albert Einstein born?\", \"In which country was Einstein born?\"], \"noncommittal\": 0}}\n\n"
+    "Example\nAnswer: I don't know about the feature of the smartphone invented in 2023.\n"
+    "{{\"questions\": [\"What was the feature of the smartphone invented in 2023?\"], \"noncommittal\": 1}}\n\n"
+    "Answer: {answer}\n"
 )
 
 
@@ -56,7 +62,8 @@ def parse_judge(text: str, k: int) -> JudgeParse:
             if obj.get("question") and not qs:
                 qs = [obj["question"]]
             if isinstance(qs, list):
-                qs = [_strip_item(str(q)) for q in qs if isinstance(q, (str, int, float)) and str(q).strip()]
+                # only questions count: a judge that echoes the answer back has not done its job
+                qs = [_strip_item(str(q)) for q in qs if isinstance(q, str) and "?" in q]
                 nc = obj.get("noncommittal", noncommittal)
                 nc = 1 if str(nc).strip() in ("1", "true", "True") else 0
                 if qs:

@@ -30,7 +30,7 @@ def fake_reply(messages: list[dict]) -> str:
     if "Answer the question in one to three sentences" in user:
         return _first_sentence(passage.group(1))
     if "Generate 3 different questions" in user:
-        answer = user.split("Answer:", 1)[1].strip()
+        answer = user.rsplit("Answer:", 1)[1].strip()
         if re.search(r"i don'?t know", answer, re.I):
             return json.dumps({"questions": ["What is unknown?"], "noncommittal": 1})
         if "UNPARSEABLE" in answer:

@@ -31,6 +31,11 @@ def test_parse_judge_json_lines_and_garbage():
     p = parse_judge("1. What is a Pod?\n2. How are Pods scheduled?\nnoncommittal: 1", 3)
     assert p.mode == "lines" and len(p.questions) == 2 and p.noncommittal == 1
     assert parse_judge("no idea", 3).mode == "unparseable"
+    # statements (the judge echoing the answer) are not questions
+    echo = parse_judge('{"questions": ["A Pod is a group of containers.", "Pods share storage."], "noncommittal": 0}', 3)
+    assert echo.mode == "unparseable" and echo.questions == []
+    mixed = parse_judge('{"questions": ["A Pod is a group.", "What is a Pod?"], "noncommittal": 0}', 3)
+    assert mixed.questions == ["What is a Pod?"]
 
 
 def test_score_is_mean_cosine_of_generated_questions(embedder):
