@@ -76,7 +76,8 @@ class _Models:
         from kd.pipeline.llm import LocalChatLM
 
         s = self.cfg["student"]
-        return self._switch(f"student[{adapter or 'base'}]",
+        label = "base" if not adapter else f"{Path(adapter).parent.name}/{Path(adapter).name}"
+        return self._switch(f"student[{label}]",
                             lambda: LocalChatLM(s["model"], dtype=s.get("dtype", "float32"),
                                                 device=s.get("device", "auto"), adapter=adapter))
 
@@ -122,9 +123,9 @@ def run_pipeline(cfg_in: Any, on_step: Callable[[str], None] | None = None) -> d
         import torch
 
         torch.set_num_threads(int(cfg["threads"]))
-    run = RunDir(cfg["run_dir"], cfg, resume=bool(cfg.get("resume", False)))
-    progress = bool(cfg.get("progress", True))
     mem_log: list = [memory.snapshot("start")]
+    run = RunDir(cfg["run_dir"], cfg, resume=bool(cfg.get("resume", False)), mem_log=mem_log)
+    progress = bool(cfg.get("progress", True))
     models = _Models(cfg, mem_log)
     gen = cfg["generation"]
     seed = int(cfg["seed"])
@@ -281,7 +282,7 @@ def run_pipeline(cfg_in: Any, on_step: Callable[[str], None] | None = None) -> d
 
     from kd.pipeline.report import write_report
 
-    report = write_report(run, cfg, kb, summaries, mem_log)
+    report = write_report(run, cfg, kb, summaries, [memory.snapshot("end (models freed)")])
     run.finish()
     return {"report": report, "executed": run.executed, "skipped": run.skipped, "rebuilt": run.rebuilt,
             "run_dir": str(run.path)}

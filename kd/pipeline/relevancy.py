@@ -41,7 +41,7 @@ def judge_messages(answer: str, k: int) -> list[dict]:
 class JudgeParse:
     questions: list[str] = field(default_factory=list)
     noncommittal: int = 0
-    mode: str = "json"  # json | lines | unparseable
+    mode: str = "json"  # json | json_partial (truncated JSON) | lines | unparseable
 
 
 def _strip_item(q: str) -> str:
@@ -70,6 +70,10 @@ def parse_judge(text: str, k: int) -> JudgeParse:
                     return JudgeParse(qs[:k], nc, "json")
         except (ValueError, AttributeError):
             pass
+    # a reply cut off by the token limit (or otherwise broken JSON): the quoted questions it already holds
+    quoted = [q.strip() for q in re.findall(r'"((?:[^"\\]|\\.){5,300}?\?)"', text)]
+    if quoted:
+        return JudgeParse(quoted[:k], noncommittal, "json_partial")
     lines = [_strip_item(l) for l in text.splitlines()]
     qs = [l.rstrip(",").strip("\"") for l in lines if l.endswith("?") or l.rstrip("\",").endswith("?")]
     qs = [q for q in qs if len(q) >= 5 and "noncommittal" not in q.lower()]

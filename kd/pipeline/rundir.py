@@ -30,6 +30,8 @@ from kd.pipeline.config import config_diff, config_hash, semantic_config
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+STEP_ORDER = ("knowledge_base", "questions", "references", "baseline_answers", "baseline_scores", "trainset",
+              "finetune", "finetuned_answers", "finetuned_scores", "summary")
 
 
 class ConfigMismatchError(RuntimeError):
@@ -37,8 +39,9 @@ class ConfigMismatchError(RuntimeError):
 
 
 class RunDir:
-    def __init__(self, path: str | os.PathLike, cfg: dict, resume: bool = False):
+    def __init__(self, path: str | os.PathLike, cfg: dict, resume: bool = False, mem_log: list | None = None):
         self.path = Path(path)
+        self.mem_log = mem_log if mem_log is not None else []  # memory events (model loads/frees) of this process
         self.cfg = cfg
         self.hash = config_hash(cfg)
         self.executed: list[str] = []  # step keys run in this process
@@ -119,13 +122,15 @@ class RunDir:
             return record["data"]
         log.info("step %s: running", key)
         start = time.perf_counter()
+        n_events = len(self.mem_log)
         data = fn()
         seconds = time.perf_counter() - start
         from kd.pipeline.memory import snapshot
 
-        mem = memory() if memory else [snapshot(f"after {key}")]
+        mem = list(self.mem_log[n_events:])  # model loads / frees during the step
         if isinstance(data, dict) and isinstance(data.get("memory"), list):  # stages inside the step (fine-tune)
-            mem = list(data["memory"]) + mem
+            mem += list(data["memory"])
+        mem += memory() if memory else [snapshot(f"after {key}")]
         record = {"step": name, "cycle": cycle, "config_hash": self.hash, "seconds": round(seconds, 3),
                   "memory": mem, "data": data}
         atomic_write_json(self.step_path(name, cycle), record)
@@ -136,11 +141,12 @@ class RunDir:
     def records(self) -> list[dict]:
         """Every finished step record (without its data), in run order."""
         out = []
-        for path in sorted(self.path.rglob("*.json"), key=lambda p: (len(p.relative_to(self.path).parts), str(p))):
+        for path in self.path.rglob("*.json"):
             try:
                 rec = json.loads(path.read_text(encoding="utf-8"))
             except ValueError:
                 continue
             if isinstance(rec, dict) and "step" in rec and "seconds" in rec:
                 out.append({k: v for k, v in rec.items() if k != "data"} | {"key": self.key(rec["step"], rec.get("cycle"))})
-        return out
+        order = {name: i for i, name in enumerate(STEP_ORDER)}
+        return sorted(out, key=lambda r: (r.get("cycle") or 0, order.get(r["step"], len(order)), r["step"]))

@@ -36,6 +36,9 @@ def test_parse_judge_json_lines_and_garbage():
     assert echo.mode == "unparseable" and echo.questions == []
     mixed = parse_judge('{"questions": ["A Pod is a group.", "What is a Pod?"], "noncommittal": 0}', 3)
     assert mixed.questions == ["What is a Pod?"]
+    # cut off by the token limit: the complete quoted questions are kept
+    cut = parse_judge('```json\n{"questions": ["What is a Pod?", "What does a Pod run?", "What is a Po', 3)
+    assert cut.mode == "json_partial" and cut.questions == ["What is a Pod?", "What does a Pod run?"]
 
 
 def test_score_is_mean_cosine_of_generated_questions(embedder):
