@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 from kd.pipeline import memory, prompts
 from kd.pipeline.config import to_plain, validate
 from kd.pipeline.knowledge import KnowledgeBase, load_knowledge_base
-from kd.pipeline.relevancy import answer_relevancy, summarise, to_dict
+from kd.pipeline.relevancy import answer_relevancy, reference_similarity, summarise, to_dict
 from kd.pipeline.rundir import RunDir
 from kd.pipeline.trainset import build_trainset
 
@@ -213,9 +213,11 @@ def run_pipeline(cfg_in: Any, on_step: Callable[[str], None] | None = None) -> d
                     judge = models.teacher()
                     emb = models.embedder()
                     rows = []
-                    for q, a in _progress(list(zip(questions, answers)), f"cycle {cycle}: relevancy {label}", progress):
+                    for q, a, r in _progress(list(zip(questions, answers, refs)), f"cycle {cycle}: relevancy {label}",
+                                             progress):
                         s = answer_relevancy(q["question"], a["answer"], judge, emb, k, int(gen["max_new_tokens_judge"]))
-                        rows.append({"id": q["id"], **to_dict(s)})
+                        rows.append({"id": q["id"], **to_dict(s),
+                                     "reference_similarity": reference_similarity(a["answer"], r["reference"], emb)})
                     return {"scores": rows, "summary": summarise(rows, threshold)}
                 return fn
 
@@ -268,7 +270,9 @@ def run_pipeline(cfg_in: Any, on_step: Callable[[str], None] | None = None) -> d
                                     "reference": r["reference"], "baseline_answer": ba["answer"],
                                     "baseline_score": bs["score"], "baseline_status": bs["status"],
                                     "finetuned_answer": fa["answer"], "finetuned_score": fs["score"],
-                                    "finetuned_status": fs["status"]})
+                                    "finetuned_status": fs["status"],
+                                    "baseline_reference_similarity": bs.get("reference_similarity"),
+                                    "finetuned_reference_similarity": fs.get("reference_similarity")})
                 return {"cycle": cycle, "baseline": b, "finetuned": f, "improvement_abs": imp,
                         "improvement_pct": None if imp is None or not bm else round(100 * imp / bm, 3),
                         "train_examples": trainset["n"], "train_losses": ft["losses"], "finetune_mode": ft["mode"],

@@ -137,6 +137,17 @@ def answer_relevancy(question: str, answer: str, judge, embedder: Embedder, k: i
                           parsed.mode, raw)
 
 
+def reference_similarity(answer: str, reference: str, embedder: Embedder) -> float:
+    """Cosine similarity of the answer's and the teacher reference's embeddings (0 for an empty answer).
+
+    Not part of RAGAS answer relevancy (which ignores correctness): a complementary view of whether the student
+    moves toward the teacher's answers."""
+    if not answer.strip() or not reference.strip():
+        return 0.0
+    emb = embedder.encode([answer, reference])
+    return round(float(emb[0] @ emb[1]), 6)
+
+
 def summarise(scores: Sequence[dict], threshold: float) -> dict:
     """Mean over scored answers, mean counting unparseable as 0, success rate, counts by status."""
     values = [s["score"] for s in scores if s["score"] is not None]
@@ -144,7 +155,7 @@ def summarise(scores: Sequence[dict], threshold: float) -> dict:
     counts: dict[str, int] = {}
     for s in scores:
         counts[s["status"]] = counts.get(s["status"], 0) + 1
-    return {
+    out = {
         "n": n,
         "n_scored": len(values),
         "n_unparseable": counts.get("unparseable", 0),
@@ -154,6 +165,10 @@ def summarise(scores: Sequence[dict], threshold: float) -> dict:
         "success_rate": round(sum(v >= threshold for v in values) / n, 6) if n else None,
         "threshold": threshold,
     }
+    sims = [s["reference_similarity"] for s in scores if s.get("reference_similarity") is not None]
+    if sims:
+        out["reference_similarity_mean"] = round(sum(sims) / len(sims), 6)
+    return out
 
 
 def to_dict(score: RelevancyScore) -> dict:

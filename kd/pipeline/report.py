@@ -70,15 +70,16 @@ def comparable(report: Mapping) -> dict:
 def summary_table(report: Mapping) -> str:
     thr = report["metric"]["success_threshold"]
     head = (f"| cycle | train pairs | baseline relevancy | fine-tuned relevancy | improvement | improvement % | "
-            f"success (>= {thr:g}) base -> ft | unparseable | final loss |")
-    lines = [head, "|" + "---|" * 9]
+            f"success (>= {thr:g}) base -> ft | unparseable | similarity to reference base -> ft | first -> last loss |")
+    lines = [head, "|" + "---|" * 10]
     for c in report["cycles"]:
         b, f = c["baseline"], c["finetuned"]
-        loss = c["train_losses"][-1] if c["train_losses"] else None
+        losses = c["train_losses"] or [None]
         lines.append(f"| {c['cycle']} | {c['train_examples']} | {_fmt(b['mean_unparseable_as_zero'])} | "
                      f"{_fmt(f['mean_unparseable_as_zero'])} | {_fmt(c['improvement_abs'])} | "
                      f"{_fmt(c['improvement_pct'], pct=True)} | {_fmt(b['success_rate'])} -> {_fmt(f['success_rate'])} | "
-                     f"{b['n_unparseable']} + {f['n_unparseable']} | {_fmt(loss)} |")
+                     f"{b['n_unparseable']} + {f['n_unparseable']} | {_fmt(b.get('reference_similarity_mean'))} -> "
+                     f"{_fmt(f.get('reference_similarity_mean'))} | {_fmt(losses[0])} -> {_fmt(losses[-1])} |")
     return "\n".join(lines)
 
 
@@ -152,7 +153,8 @@ def render_markdown(report: Mapping, plots: Sequence[str]) -> str:
         f"- knowledge base: `{kb['source']}` ({kb['n_passages']} passages: {kb['passages_per_topic']})",
         f"- metric: {report['metric']['name']}, k={report['metric']['k']}, embeddings "
         f"`{report['metric']['embedding_model']}`; success = relevancy >= {report['metric']['success_threshold']:g}; "
-        "unparseable judge replies count as 0 in the mean and are listed",
+        "unparseable judge replies count as 0 in the mean and are listed; similarity to reference = MiniLM cosine "
+        "of answer and teacher reference (not part of RAGAS, a correctness proxy)",
         f"- config hash `{report['config_hash']}`", "",
         "## Summary", "", summary_table(report), "",
         "## Time per step (seconds)", "", timing_table(report), "",
@@ -170,7 +172,9 @@ def render_markdown(report: Mapping, plots: Sequence[str]) -> str:
             parts += [f"**{s['id']} ({s['topic']})**: {s['question']}", "",
                       f"- reference: {s['reference']}",
                       f"- baseline ({_fmt(s['baseline_score'])}, {s['baseline_status']}): {s['baseline_answer']}",
-                      f"- fine-tuned ({_fmt(s['finetuned_score'])}, {s['finetuned_status']}): {s['finetuned_answer']}", ""]
+                      f"- fine-tuned ({_fmt(s['finetuned_score'])}, {s['finetuned_status']}): {s['finetuned_answer']}",
+                      f"- similarity to reference: baseline {_fmt(s.get('baseline_reference_similarity'))}, "
+                      f"fine-tuned {_fmt(s.get('finetuned_reference_similarity'))}", ""]
     return "\n".join(parts) + "\n"
 
 

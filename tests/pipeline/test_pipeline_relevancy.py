@@ -80,3 +80,15 @@ def test_summary_counts_unparseable_never_drops_it():
     assert s["mean"] == pytest.approx(1.4 / 3, abs=1e-6)
     assert s["mean_unparseable_as_zero"] == pytest.approx(1.4 / 4, abs=1e-6)
     assert s["success_rate"] == pytest.approx(0.25)
+
+
+def test_reference_similarity(embedder):
+    from kd.pipeline.relevancy import reference_similarity
+
+    ref = "A Pod is a group of one or more containers with shared storage and network."
+    close = reference_similarity("A Pod groups one or more containers that share storage and network.", ref, embedder)
+    far = reference_similarity("Bananas are rich in potassium.", ref, embedder)
+    assert close > 0.8 and far < 0.2 and reference_similarity("", ref, embedder) == 0.0
+    rows = [{"score": 0.9, "status": "scored", "reference_similarity": 0.5},
+            {"score": 0.7, "status": "scored", "reference_similarity": 0.3}]
+    assert summarise(rows, 0.7)["reference_similarity_mean"] == pytest.approx(0.4)
