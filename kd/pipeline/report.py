@@ -115,8 +115,8 @@ def _plots(report: Mapping, out: Path) -> list[str]:
     ax.bar([x - w / 2 for x in xs], [c["baseline"]["mean_unparseable_as_zero"] or 0 for c in cycles], w, label="baseline")
     ax.bar([x + w / 2 for x in xs], [c["finetuned"]["mean_unparseable_as_zero"] or 0 for c in cycles], w, label="fine-tuned")
     ax.axhline(report["metric"]["success_threshold"], ls="--", c="gray", lw=1, label="success threshold")
-    ax.set(xlabel="cycle", ylabel="answer relevancy", xticks=xs, ylim=(0, 1), title="Answer relevancy per cycle")
-    ax.legend(fontsize=8)
+    ax.set(xlabel="cycle", ylabel="answer relevancy", xticks=xs, ylim=(0, 1.2), title="Answer relevancy per cycle")
+    ax.legend(fontsize=8, loc="upper center", ncol=3)
     save(fig, "relevancy.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
