@@ -1,4 +1,5 @@
-"""Fixtures for the pipeline tests: a real OpenAI-compatible HTTP server on 127.0.0.1, tiny random students,
+"""Fixtures and helpers for the pipeline tests (imported by the test modules; no conftest.py here, so that
+the repository's tests/conftest.py stays the only module named conftest): a real OpenAI-compatible HTTP server on 127.0.0.1, tiny random students,
 a small Markdown knowledge base, and a fast pipeline config."""
 
 from __future__ import annotations

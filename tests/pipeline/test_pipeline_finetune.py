@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from pipeline_helpers import (kb_dir, make_config, openai_server, smollm_tokenizer_dir,  # noqa: F401
+                              tiny_student)
 
 from kd.pipeline.config import ConfigError, validate
 from kd.pipeline.trainset import IGNORE_INDEX, build_trainset, collate, encode_example

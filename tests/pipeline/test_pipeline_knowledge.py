@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pipeline_helpers import kb_dir  # noqa: F401 - fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_helpers import REPO, fast_overrides
+from pipeline_helpers import (REPO, fast_overrides, kb_dir, make_config, openai_server,  # noqa: F401
+                              smollm_tokenizer_dir, tiny_student)
 from kd.pipeline.orchestrate import run_pipeline
 from kd.pipeline.report import comparable
 from kd.pipeline.rundir import ConfigMismatchError

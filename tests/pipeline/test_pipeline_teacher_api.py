@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from pipeline_helpers import openai_server  # noqa: F401 - fixture
 
 from kd.pipeline.teacher import OpenAIChatTeacher, TeacherError
 
