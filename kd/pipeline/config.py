@@ -108,8 +108,39 @@ def _choice(cfg: Mapping, key: str, choices: tuple) -> None:
         raise ConfigError(f"{key} must be one of {list(choices)}, got {v!r}")
 
 
+KNOWN_KEYS: dict[str, set[str] | None] = {  # section -> allowed keys (None: free-form)
+    "": {"teacher", "student", "cycles", "questions_per_cycle", "topics", "seed", "run_dir", "resume", "progress",
+         "threads", "kb", "generation", "relevancy", "finetune", "debug"},
+    "teacher": {"backend", "model", "dtype", "device", "base_url", "api_key_env", "api_key", "timeout_s",
+                "max_retries", "backoff_s", "backoff_max_s", "temperature"},
+    "student": {"model", "dtype", "device"},
+    "kb": {"source", "max_chars", "min_chars", "aliases"},
+    "generation": {"max_new_tokens_question", "max_new_tokens_reference", "max_new_tokens_answer",
+                   "max_new_tokens_judge"},
+    "relevancy": {"k", "threshold", "embedding_model"},
+    "finetune": {"quantization", "min_gpu_free_gb", "precision", "lora_r", "lora_alpha", "lora_dropout",
+                 "target_modules", "epochs", "batch_size", "lr", "weight_decay", "grad_clip", "max_length",
+                 "gradient_checkpointing"},
+    "debug": {"crash_after", "crash_mode"},
+}
+
+
+def _check_keys(cfg: Mapping) -> None:
+    for section, allowed in KNOWN_KEYS.items():
+        node = cfg if not section else cfg.get(section)
+        if node is None or allowed is None:
+            continue
+        if not isinstance(node, Mapping):
+            raise ConfigError(f"{section} must be a mapping, got {type(node).__name__}")
+        unknown = sorted(set(node) - allowed)
+        if unknown:
+            where = ", ".join(f"{section + '.' if section else ''}{k}" for k in unknown)
+            raise ConfigError(f"unknown config key(s): {where}; known: {sorted(allowed)}")
+
+
 def validate(cfg: Mapping, cuda_available: bool | None = None) -> None:
-    """Refuse bad values and impossible combinations, naming the key."""
+    """Refuse unknown keys, bad values and impossible combinations, naming the key."""
+    _check_keys(cfg)
     for key in ("cycles", "questions_per_cycle", "relevancy.k", "finetune.epochs", "finetune.batch_size",
                 "finetune.max_length", "finetune.lora_r", "generation.max_new_tokens_answer",
                 "generation.max_new_tokens_question", "generation.max_new_tokens_judge",

@@ -95,6 +95,10 @@ def test_config_validation_names_the_key(make_config, tmp_path):
             validate({**cfg, key: value}, cuda_available=False)
     with pytest.raises(ConfigError, match="finetune.quantization=nf4 needs a CUDA GPU"):
         validate({**cfg, "finetune": {**cfg["finetune"], "quantization": "nf4"}}, cuda_available=False)
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\): finetune.lora_rank"):
+        validate({**cfg, "finetune": {**cfg["finetune"], "lora_rank": 8}}, cuda_available=False)
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\): cycels"):
+        validate({**cfg, "cycels": 3}, cuda_available=False)
     with pytest.raises(ConfigError, match="teacher.api_key must not be put in the config"):
         validate({**cfg, "teacher": {**cfg["teacher"], "api_key": "sk-x"}}, cuda_available=False)
 
