@@ -119,10 +119,21 @@ def run_pipeline(cfg_in: Any, on_step: Callable[[str], None] | None = None) -> d
     """Run (or resume) the pipeline described by ``cfg_in``; returns the report plus executed/skipped steps."""
     cfg = to_plain(cfg_in)
     validate(cfg)
-    if cfg.get("threads"):  # e.g. 1 on a CPU shared with other jobs: oversubscribed threads slow torch down a lot
-        import torch
+    if not cfg.get("threads"):
+        return _run(cfg, on_step)
+    # e.g. threads=1 on a CPU shared with other jobs: oversubscribed threads slow torch down a lot. The thread
+    # count can change low-order float bits, so resume a run with the thread count it started with.
+    import torch
 
-        torch.set_num_threads(int(cfg["threads"]))
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(cfg["threads"]))
+    try:
+        return _run(cfg, on_step)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(cfg: dict, on_step: Callable[[str], None] | None) -> dict:
     mem_log: list = [memory.snapshot("start")]
     run = RunDir(cfg["run_dir"], cfg, resume=bool(cfg.get("resume", False)), mem_log=mem_log)
     progress = bool(cfg.get("progress", True))

@@ -189,7 +189,7 @@ def fast_overrides(run_dir, tiny_student: str, server_url: str, kb_dir: str, **o
                  "teacher.timeout_s=10", f"student.model={tiny_student}", f"run_dir={run_dir}", f"kb.source={kb_dir}",
                  "kb.min_chars=40", "kb.max_chars=300", "cycles=2", "questions_per_cycle=2", "progress=false",
                  "generation.max_new_tokens_answer=12", "finetune.epochs=2", "finetune.batch_size=2",
-                 "finetune.max_length=96"]
+                 "finetune.max_length=96", "threads=1"]
     return overrides + [f"{k}={v}" for k, v in over.items()]
 
 
