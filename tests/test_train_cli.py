@@ -113,3 +113,14 @@ def test_bad_input_file_is_one_clear_error_naming_file_and_line(tiny_model_dir, 
     assert proc.returncode == 2
     assert f"kd-train: error: {broken / 'corpus.jsonl'}:3:" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_kd_train_teacher_reports_bm25_and_teacher_rows(tiny_model_dir, tiny_beir_dir, tmp_path):
+    from kd.cli.train_teacher import train_and_report
+
+    cfg = _compose(tiny_overrides(tiny_model_dir, tiny_beir_dir, tmp_path / "out", tmp_path / "cache"))
+    report = train_and_report(cfg, rerank_depth=10)
+    assert Path(report["teacher"], "kd_teacher.json").is_file()
+    assert 0.0 <= report["teacher reranking BM25 top-10"]["ndcg@10"] <= 1.0
+    # the BM25 row is the real BM25: on this lexical toy data it finds every relevant document in its top 10
+    assert report["BM25"]["recall@10"] == 1.0

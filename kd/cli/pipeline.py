@@ -1,0 +1,59 @@
+"""``kd-pipeline``: the iterative LLM distillation pipeline (Hydra entry point, config ``conf/pipeline.yaml``).
+
+    kd-pipeline cycles=2 questions_per_cycle=3 topics=[pods,services,storage]
+    kd-pipeline run_dir=outputs/x resume=true
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+log = logging.getLogger("kd.pipeline")
+
+
+def run(cfg: DictConfig) -> int:
+    from kd.pipeline.config import ConfigError
+    from kd.pipeline.orchestrate import run_pipeline
+    from kd.pipeline.report import summary_table, timing_table
+    from kd.pipeline.rundir import ConfigMismatchError
+    from kd.pipeline.teacher import TeacherError
+
+    start = time.perf_counter()
+    try:
+        result = run_pipeline(cfg)
+    except (ConfigError, ConfigMismatchError, TeacherError) as exc:
+        print(f"kd-pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    report = result["report"]
+    print()
+    print(summary_table(report))
+    print()
+    print(timing_table(report))
+    print(f"\nsteps run: {len(result['executed'])}, loaded from earlier run: {len(result['skipped'])}; "
+          f"wall time {time.perf_counter() - start:.1f} s")
+    print(f"report: {Path(result['run_dir']) / 'report.md'}")
+    return 0
+
+
+@hydra.main(config_path=CONF_DIR, config_name="pipeline", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    logging.getLogger("kd").setLevel(logging.INFO)
+    code = run(cfg)
+    if code:
+        sys.exit(code)
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

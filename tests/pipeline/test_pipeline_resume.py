@@ -1,0 +1,120 @@
+"""End-to-end pipeline on tiny models with the API teacher on 127.0.0.1: run dir, resume after SIGKILL, refusal
+of a changed config, corrupt step files, failing teacher, no API key on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline_helpers import (REPO, fast_overrides, kb_dir, make_config, openai_server,  # noqa: F401
+                              smollm_tokenizer_dir, tiny_student)
+from kd.pipeline.orchestrate import run_pipeline
+from kd.pipeline.report import comparable
+from kd.pipeline.rundir import ConfigMismatchError
+from kd.pipeline.teacher import TeacherError
+
+STEPS = ["questions", "references", "baseline_answers", "baseline_scores", "trainset", "finetune",
+         "finetuned_answers", "finetuned_scores", "summary"]
+ALL = ["knowledge_base"] + [f"cycle{c}.{s}" for c in (1, 2) for s in STEPS]
+
+
+def _files(run_dir: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(run_dir)): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in run_dir.rglob("*.json") if p.parent.name != "adapter" and p.name != "manifest.json"
+            and not p.name.startswith("report")}
+
+
+def test_full_run_report_and_resume_after_sigkill(make_config, openai_server, tiny_student, kb_dir, tmp_path):
+    # uninterrupted reference run
+    ref = run_pipeline(make_config(tmp_path / "ref"))
+    assert ref["executed"] == ALL and ref["skipped"] == []
+    report = ref["report"]
+    assert [c["train_examples"] for c in report["cycles"]] == [2, 4]  # all pairs so far
+    qs = [s["question"] for c in report["cycles"] for s in c["samples"]]
+    assert len(qs) == 4 and len(set(qs)) == 4  # no repeats across cycles
+    for c in report["cycles"]:
+        assert c["baseline"]["n"] == 2 and c["finetuned"]["n"] == 2
+        assert c["baseline"]["mean"] is not None and 0 < c["baseline"]["mean"] < 1
+        # 2 epochs of ceil(pairs / batch 2) steps: 2 steps in cycle 1 (2 pairs), 4 in cycle 2 (4 pairs)
+        assert len(c["train_losses"]) == c["train_examples"] and c["finetune_mode"]["quantization"] == "none"
+        assert c["improvement_abs"] == pytest.approx(c["finetuned"]["mean_unparseable_as_zero"]
+                                                     - c["baseline"]["mean_unparseable_as_zero"], abs=1e-5)
+    run_dir = tmp_path / "ref"
+    for name in ("report.json", "report.md", "plots/relevancy.png", "plots/loss.png", "plots/step_times.png",
+                 "plots/memory.png", "cycle_01/adapter/adapter_config.json"):
+        assert (run_dir / name).is_file(), name
+    assert set(report["timings"]) == set(ALL)
+    assert any(m["stage"].startswith("finetune") for m in report["memory"])
+    assert "| 2 | 4 |" in (run_dir / "report.md").read_text()
+
+    # the same run killed (SIGKILL) right after cycle 1's fine-tune, through the CLI
+    crashed = tmp_path / "crashed"
+    cmd = [sys.executable, "-m", "kd.cli.pipeline",
+           *fast_overrides(crashed, tiny_student, openai_server.url, kb_dir), "debug.crash_after=cycle1.finetune"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OPENAI_API_KEY": "sk-test-SECRET-0123456789"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert (crashed / "cycle_01" / "finetune.json").is_file()
+    assert not (crashed / "cycle_01" / "finetuned_answers.json").exists()
+    before = _files(crashed)
+    assert len(before) == 7  # knowledge_base + 6 steps of cycle 1
+
+    resumed = run_pipeline(make_config(crashed, resume=True))
+    assert resumed["skipped"] == ALL[:7]
+    assert resumed["executed"] == ALL[7:]
+    after = _files(crashed)
+    assert all(after[k] == v for k, v in before.items())  # finished step files untouched
+    assert comparable(resumed["report"]) == comparable(report)
+    assert json.loads((crashed / "manifest.json").read_text())["status"] == "finished"
+
+    # third run into the finished dir: nothing redone
+    again = run_pipeline(make_config(crashed))
+    assert again["executed"] == [] and len(again["skipped"]) == len(ALL)
+
+    # the API key never reaches the disk
+    for path in [*run_dir.rglob("*"), *crashed.rglob("*")]:
+        if path.is_file():
+            assert b"SECRET-0123456789" not in path.read_bytes(), path
+    assert "SECRET-0123456789" not in proc.stdout + proc.stderr
+    assert all(r["auth"] == "Bearer sk-test-SECRET-0123456789" for r in openai_server.requests)
+
+
+def test_changed_config_is_refused_and_corrupt_step_rebuilt(make_config, tmp_path):
+    cfg = make_config(tmp_path / "run", cycles=1)
+    first = run_pipeline(cfg)
+    with pytest.raises(ConfigMismatchError, match=r"questions_per_cycle: 2 -> 3"):
+        run_pipeline(make_config(tmp_path / "run", cycles=1, questions_per_cycle=3))
+    # non-semantic keys (timeouts, progress) do not count as a change
+    run_pipeline(make_config(tmp_path / "run", cycles=1, **{"teacher.timeout_s": 30}))
+    # a torn step file is reported, moved aside and rebuilt
+    scores = tmp_path / "run" / "cycle_01" / "baseline_scores.json"
+    scores.write_text(scores.read_text()[:50])
+    again = run_pipeline(cfg)
+    assert again["rebuilt"] == ["cycle1.baseline_scores"] and again["executed"] == ["cycle1.baseline_scores"]
+    assert scores.with_name("baseline_scores.json.corrupt").is_file()
+    assert comparable(again["report"]) == comparable(first["report"])
+
+
+def test_failing_teacher_fails_the_step_and_stays_resumable(make_config, openai_server, tmp_path):
+    cfg = make_config(tmp_path / "run", cycles=1, **{"teacher.max_retries": 2})
+    # questions: 2 successful calls; then every reference call gets HTTP 503
+    openai_server.script = [("pass",)] * 2 + [("status", 503, "overloaded")] * 3
+    with pytest.raises(TeacherError, match=r"failed after 3 attempts: HTTP 503"):
+        run_pipeline(cfg)
+    assert (tmp_path / "run" / "cycle_01" / "questions.json").is_file()
+    assert not (tmp_path / "run" / "cycle_01" / "references.json").exists()
+    done = run_pipeline(cfg)
+    assert done["skipped"] == ["knowledge_base", "cycle1.questions"] and done["executed"][0] == "cycle1.references"
+
+
+def test_cli_refuses_impossible_config(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "kd.cli.pipeline", f"run_dir={tmp_path / 'x'}",
+                           "finetune.quantization=nf4"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "finetune.quantization=nf4 needs a CUDA GPU" in proc.stderr
