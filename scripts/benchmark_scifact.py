@@ -2,7 +2,7 @@
 
 Trains on the 809 train claims, evaluates on the 300 test claims against the full 5183-abstract corpus with
 an exact FAISS inner-product index. Prints a Markdown table and writes it (with the command) to
-``benchmarks/scifact_<time>.md``; copy the table into benchmarks/RESULTS.md.
+``outputs/benchmark_scifact_<time>/benchmark_scifact.md``; copy the table into benchmarks/RESULTS.md.
 
     python scripts/benchmark_scifact.py [hydra overrides for kd-train...]
 
@@ -59,7 +59,7 @@ def main(argv: list[str]) -> None:
         f"Teacher: {results['teacher']}\n"
     )
     print(report)
-    atomic_write_text(REPO / "benchmarks" / f"scifact_{stamp}.md", report)
+    atomic_write_text(out / "benchmark_scifact.md", report)
 
 
 if __name__ == "__main__":

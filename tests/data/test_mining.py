@@ -31,3 +31,21 @@ def test_teacher_filter_drops_likely_false_negatives():
     mined = mine_hard_negatives([("q", "a")], rankings, {"q": {"a"}}, count=2, queries={"q": "cats"},
                                 corpus=CORPUS, teacher=teacher)
     assert mined == [["c", "d"]]
+
+
+def test_dense_mining_uses_the_students_index(tiny_model_dir):
+    import torch
+
+    from kd.data.mining import dense_rankings
+    from kd.metrics.dense_search import build_index, search
+    from kd.models.bi_encoder import BiEncoder
+
+    encoder = BiEncoder(str(tiny_model_dir), max_length=32)
+    queries = {"q": "why do cats purr"}
+    run = dense_rankings(encoder, CORPUS, queries, depth=3)
+    vectors = encoder.encode(list(CORPUS.values()))
+    expected, _ = search(build_index(vectors), encoder.encode(list(queries.values())), list(CORPUS), ["q"], 3)
+    assert run == expected and len(run["q"]) == 3
+    mined = mine_hard_negatives([("q", run["q"][0])], run, {"q": {run["q"][0]}}, count=2)
+    assert mined == [run["q"][1:3]]
+    assert torch.allclose(vectors.norm(dim=-1), torch.ones(len(CORPUS)), atol=1e-5)
