@@ -20,9 +20,13 @@ class LossTerms:
     contrastive: torch.Tensor
     penalty: torch.Tensor
     total: torch.Tensor
+    kl_coverage: torch.Tensor | None = None  # share of queries the KL term used (see ``kl_gate``)
 
     def as_dict(self) -> dict[str, torch.Tensor]:
-        return {"kl": self.kl, "contrastive": self.contrastive, "penalty": self.penalty, "total": self.total}
+        out = {"kl": self.kl, "contrastive": self.contrastive, "penalty": self.penalty, "total": self.total}
+        if self.kl_coverage is not None:
+            out["kl_coverage"] = self.kl_coverage
+        return out
 
 
 def false_negative_mask(teacher_scores: torch.Tensor, margin: float) -> torch.Tensor:
@@ -49,6 +53,11 @@ class DistillationLoss(nn.Module):
     |                    |           | (other than its own column 0) or a copy of it                     |
 
     ``false_negative_margin=None`` turns the teacher-based false-negative filter off.
+
+    ``kl_gate=True`` applies the KL term only to queries whose teacher ranks the labelled positive first among
+    the candidates: where the teacher contradicts the label, its distribution is a known error and copying it
+    would teach the student that error (with a strong teacher almost every query passes; with a weak one the
+    term falls back towards the labelled contrastive objective). ``LossTerms.kl_coverage`` is the share kept.
     """
 
     def __init__(
@@ -60,6 +69,7 @@ class DistillationLoss(nn.Module):
         teacher_temperature: float = 0.05,
         penalty_margin: float = 0.3,
         false_negative_margin: float | None = 0.0,
+        kl_gate: bool = True,
     ):
         super().__init__()
         for name, value in (("kl_weight", kl_weight), ("contrastive_weight", contrastive_weight),
@@ -70,6 +80,7 @@ class DistillationLoss(nn.Module):
         self.contrastive_weight = contrastive_weight
         self.penalty_weight = penalty_weight
         self.false_negative_margin = false_negative_margin
+        self.kl_gate = kl_gate
         self.kl = DistillKLDivergenceLoss(teacher_temperature, student_temperature)
         self.contrastive = InfoNCELoss(student_temperature)
         self.penalty = NegativeHingePenalty(penalty_margin)
@@ -107,11 +118,14 @@ class DistillationLoss(nn.Module):
             exclude |= in_batch_exclude
 
         zero = own_scores.new_zeros(())
-        kl = self.kl(own_scores, teacher_scores) if self.kl_weight > 0 else zero
+        agrees = teacher_scores.detach().argmax(dim=-1) == 0  # [B] teacher ranks the labelled positive first
+        query_mask = agrees if self.kl_gate else None
+        kl = self.kl(own_scores, teacher_scores, query_mask=query_mask) if self.kl_weight > 0 else zero
         contrastive = self.contrastive(all_scores, rows * candidates, exclude) if self.contrastive_weight > 0 else zero
         if self.penalty_weight > 0 and candidates > 1:
             penalty = self.penalty(own_scores[:, 1:], ~flagged[:, 1:])
         else:
             penalty = zero
         total = self.kl_weight * kl + self.contrastive_weight * contrastive + self.penalty_weight * penalty
-        return LossTerms(kl=kl, contrastive=contrastive, penalty=penalty, total=total)
+        return LossTerms(kl=kl, contrastive=contrastive, penalty=penalty, total=total,
+                         kl_coverage=agrees.float().mean() if self.kl_gate else own_scores.new_ones(()))

@@ -22,6 +22,7 @@ class DistillKLDivergenceLoss(nn.Module):
     | student_scores | [B, C] | cosine similarities in [-1, 1]                                |
     | teacher_scores | [B, C] | sigmoid relevance probabilities in [0, 1] (frozen, no grad)   |
     | mask           | [B, C] | optional bool, True = candidate takes part (default: all)      |
+    | query_mask     | [B]    | optional bool, True = query counts (mean over those; 0 if none) |
 
     Temperatures. A softmax over sigmoid probabilities at T = 1 is almost flat: probabilities span at most
     [0, 1], so the largest possible logit gap is 1 nat and the top candidate can never get more than e = 2.7
@@ -38,7 +39,8 @@ class DistillKLDivergenceLoss(nn.Module):
         self.student_temperature = student_temperature
 
     def forward(
-        self, student_scores: torch.Tensor, teacher_scores: torch.Tensor, mask: torch.Tensor | None = None
+        self, student_scores: torch.Tensor, teacher_scores: torch.Tensor, mask: torch.Tensor | None = None,
+        query_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         check_candidate_scores("student_scores", student_scores)
         check_candidate_scores("teacher_scores", teacher_scores, like=student_scores)
@@ -56,4 +58,10 @@ class DistillKLDivergenceLoss(nn.Module):
         terms = p_teacher * (log_p_teacher - log_p_student)
         if mask is not None:
             terms = terms.masked_fill(~mask, 0.0)
-        return terms.sum(-1).mean()
+        per_query = terms.sum(-1)
+        if query_mask is None:
+            return per_query.mean()
+        if query_mask.shape != per_query.shape:
+            raise ValueError(f"query_mask has shape {tuple(query_mask.shape)}, expected {tuple(per_query.shape)}")
+        weight = query_mask.to(per_query.dtype)
+        return (per_query * weight).sum() / weight.sum().clamp(min=1.0)

@@ -70,3 +70,16 @@ def test_shape_checks_and_negative_weights():
         DistillationLoss()(q, d, t[:, :2])
     with pytest.raises(ValueError, match="kl_weight"):
         DistillationLoss(kl_weight=-1.0)
+
+
+def test_kl_gate_skips_queries_where_the_teacher_contradicts_the_label():
+    q, d, t = _batch()
+    t = t.clone()
+    t[1, 2] = 1.0  # query 1: the teacher prefers a negative over the labelled positive
+    gated = DistillationLoss(kl_gate=True)(q, d, t)
+    own = torch.einsum("bh,bch->bc", q, d)
+    per_query = [DistillKLDivergenceLoss()(own[i:i + 1], t[i:i + 1]).item() for i in range(3)]
+    assert gated.kl.item() == pytest.approx((per_query[0] + per_query[2]) / 2, rel=1e-5)
+    assert gated.kl_coverage.item() == pytest.approx(2 / 3)
+    ungated = DistillationLoss(kl_gate=False)(q, d, t)
+    assert ungated.kl.item() == pytest.approx(sum(per_query) / 3, rel=1e-5)
