@@ -67,3 +67,26 @@ def test_report_notebook_cells_are_valid_python():
     assert len(code) >= 4 and any("write_report" in c for c in code)
     for cell in code:
         compile(cell, "notebook-cell", "exec")
+
+
+def test_optuna_preset_runs_trials_and_reports_the_best(tiny_model_dir, tiny_beir_dir, tmp_path):
+    import yaml
+
+    sweep_dir = tmp_path / "optuna"
+    overrides = [
+        "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "data=beir", f"data.path={tiny_beir_dir}",
+        "data.mined_negatives=1", "data.num_negatives=2", "data.batch_size=4", f"student.name_or_path={tiny_model_dir}",
+        "student.max_length=32", f"teacher.train.base_model={tiny_model_dir}", "teacher.max_length=48",
+        "teacher.train.bm25_negatives=2", "trainer.max_epochs=1", "save_student=false", "logger=csv",
+        "eval_before=false", f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep_dir}",
+    ]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-m", "kd.cli.train", *overrides], capture_output=True, text=True,
+                          env=env, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    rows = collect(sweep_dir)
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
+    assert best["best_value"] == pytest.approx(max(r["ndcg@10"] for r in rows))
+    assert set(best["best_params"]) == {"loss.kl_weight", "loss.contrastive_weight", "loss.penalty_weight",
+                                        "loss.teacher_temperature"}
