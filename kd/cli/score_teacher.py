@@ -9,7 +9,6 @@ with the same teacher, precision and max length read the scores instead of runni
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -49,13 +48,10 @@ def fill_cache(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> None:
-    from kd.errors import USER_ERRORS
+    from kd.cli.user_errors import exit_on_user_error
 
-    try:
+    with exit_on_user_error("kd-score-teacher"):
         fill_cache(cfg)
-    except USER_ERRORS as error:
-        print(f"kd-score-teacher: error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

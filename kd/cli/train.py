@@ -5,7 +5,6 @@ Returns the distilled student's validation nDCG@10, the value Hydra sweepers (gr
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -18,15 +17,12 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
-    from kd.errors import USER_ERRORS
+    from kd.cli.user_errors import exit_on_user_error
     from kd.sweep.job import run_job
     from kd.train_retrieval import run_training
 
-    try:
+    with exit_on_user_error("kd-train"):  # bad data or config: one clear line (sweeps record it in status.json)
         return run_job(cfg, run_training, metric=cfg.get("sweep_metric", "ndcg@10"))
-    except USER_ERRORS as error:  # bad data or config: one clear line (sweeps record it in status.json instead)
-        print(f"kd-train: error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ reranks BM25's top ``rerank_depth`` for the eval queries, next to BM25 alone.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -41,13 +40,10 @@ def train_and_report(cfg: DictConfig, rerank_depth: int = 20) -> dict:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> None:
-    from kd.errors import USER_ERRORS
+    from kd.cli.user_errors import exit_on_user_error
 
-    try:
+    with exit_on_user_error("kd-train-teacher"):
         train_and_report(cfg)
-    except USER_ERRORS as error:
-        print(f"kd-train-teacher: error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":
