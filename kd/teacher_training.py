@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from kd.data.mining import bm25_rankings
 from kd.data.sources import RetrievalSplits
-from kd.io import atomic_write_json
+from kd.io import atomic_dir, atomic_write_json
 from kd.models.cross_encoder import CrossEncoder
 
 log = logging.getLogger(__name__)
@@ -137,15 +136,13 @@ def train_teacher(splits: RetrievalSplits, out_dir: str | Path, base_model: str 
     start = time.perf_counter()
     trainer.fit(module, loader)
     seconds = time.perf_counter() - start
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save(staging)
-    atomic_write_json(staging / "kd_teacher.json", {
-        "base_model": base_model, "groups": len(groups), "group_size": group_size, "epochs": epochs,
-        "train_seconds": round(seconds, 1), "final_loss": float(trainer.callback_metrics.get("teacher/loss", float("nan"))),
-    })
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
+    with atomic_dir(out_dir) as staging:
+        model.save(staging)
+        atomic_write_json(staging / "kd_teacher.json", {
+            "base_model": base_model, "groups": len(groups), "group_size": group_size, "epochs": epochs,
+            "train_seconds": round(seconds, 1),
+            "final_loss": float(trainer.callback_metrics.get("teacher/loss", float("nan"))),
+        })
     return out_dir
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -109,6 +108,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     from kd.distillation_module import RetrievalDistillationModule
     from kd.losses.distillation import DistillationLoss
 
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -176,9 +176,3 @@ def main_metric(results: dict[str, Any], name: str = "ndcg@10") -> float:
     """The number a sweeper optimises: the distilled student's metric ``name``."""
     return float(results["after"][name])
 
-
-def dump(results: dict[str, Any]) -> str:
-    return json.dumps(results, indent=2)
-
-
-torch.set_float32_matmul_precision("high")

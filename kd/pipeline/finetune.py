@@ -9,12 +9,10 @@ the previous cycle's adapter, on all pairs so far.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from kd.io import atomic_dir
 from kd.pipeline import memory
 from kd.pipeline.models import resolve_llm
 from kd.pipeline.trainset import collate, encode_example
@@ -132,16 +130,8 @@ def finetune(model_name: str, rows: Sequence[dict], fcfg: Mapping, seed: int, ad
                         gradient_clip_val=float(fcfg.get("grad_clip", 1.0)), deterministic=mode["accelerator"] == "cpu")
     trainer.fit(module, loader)
     mem.append(memory.snapshot("finetune: trained"))
-    adapter_out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{adapter_out.name}.", dir=adapter_out.parent))
-    try:
+    with atomic_dir(adapter_out) as tmp:
         model.save_pretrained(tmp)
-        if adapter_out.exists():
-            shutil.rmtree(adapter_out)
-        os.replace(tmp, adapter_out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     losses = list(module.losses)
     del module, model, trainer
     memory.free_memory()
