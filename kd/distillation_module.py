@@ -48,6 +48,8 @@ class RetrievalDistillationModule(L.LightningModule):
         self.score_cache = score_cache  # TeacherScoreCache: each pair is scored by the teacher once
         self.teacher_seconds = 0.0  # time in teacher forward passes during the current epoch
         self.teacher_seconds_per_epoch: list[float] = []
+        self._rng_to_restore = None  # RNG states from a checkpoint, applied at the first resumed batch
+        self._loader_state_to_restore = None  # the training loader's position from a checkpoint (on_train_start)
 
     # ----------------------------------------------------------------------------------------- modes
     def train(self, mode: bool = True):
@@ -55,9 +57,19 @@ class RetrievalDistillationModule(L.LightningModule):
         self.teacher.eval()
         return self
 
-    def on_train_epoch_start(self) -> None:
+    def on_train_start(self) -> None:
         # from_pretrained returns models in eval mode and Lightning keeps module modes as they are:
-        # the student trains with dropout, the teacher never does.
+        # the student trains with dropout, the teacher never does. (on_train_start also runs when a run resumes
+        # mid-epoch, where Lightning skips on_train_epoch_start.)
+        self.student.train()
+        self.teacher.eval()
+        if self._loader_state_to_restore:  # resuming: continue the epoch after the batches already trained on
+            loader = self.trainer.train_dataloader
+            if hasattr(loader, "load_state_dict"):
+                loader.load_state_dict(self._loader_state_to_restore[0])
+            self._loader_state_to_restore = None
+
+    def on_train_epoch_start(self) -> None:
         self.student.train()
         self.teacher.eval()
         self.teacher_seconds = 0.0
@@ -67,6 +79,34 @@ class RetrievalDistillationModule(L.LightningModule):
         self.log("train/teacher_seconds", self.teacher_seconds, on_epoch=True, on_step=False, reduce_fx="max")
         if self.score_cache is not None and self.trainer.is_global_zero:
             self.score_cache.save()
+
+    # ----------------------------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Leave the frozen teacher out, add the RNG states, flush the teacher score cache (kd/checkpointing)."""
+        from kd.checkpointing import capture_rng_state
+
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
+        checkpoint["kd"] = {"rng": capture_rng_state(), "pairs_seen": self.pairs_seen}
+        if self.score_cache is not None and self.trainer.is_global_zero:
+            self.score_cache.save()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # the teacher was left out on save: put the loaded teacher's own weights back so loading stays strict
+        checkpoint["state_dict"].update({f"teacher.{k}": v for k, v in self.teacher.state_dict().items()})
+        saved = checkpoint.get("kd", {})
+        self.pairs_seen = int(saved.get("pairs_seen", 0))
+        self._rng_to_restore = saved.get("rng")
+        self._loader_state_to_restore = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get(
+            "combined_loader")
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # restored here, not on load: the loop draws from the RNG when it creates the epoch's iterator, which the
+        # killed run did before its checkpoint was written
+        if self._rng_to_restore is not None:
+            from kd.checkpointing import restore_rng_state
+
+            restore_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
 
     # ----------------------------------------------------------------------------------------- training
     def teacher_scores(self, batch: dict) -> torch.Tensor:

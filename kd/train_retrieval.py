@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets
+import string
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +15,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from kd.errors import ConfigError
 from kd.io import atomic_write_json, atomic_write_text
 from kd.resources import PeakMemory, Stopwatch
 
@@ -21,12 +25,28 @@ HEADLINE_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 
 
 def build_logger(cfg: DictConfig):
-    """Instantiate ``cfg.logger`` (WandbLogger, CSVLogger, ...) or return False for ``logger=none``."""
+    """Instantiate ``cfg.logger`` (WandbLogger, CSVLogger, ...) or return False for ``logger=none``.
+
+    A W&B run gets an id kept in ``<output_dir>/wandb_run_id``: a resumed job logs to the same run, not a new one.
+    """
     if not cfg.get("logger") or not cfg.logger.get("_target_"):
         return False
     from hydra.utils import instantiate
 
+    if cfg.logger._target_.endswith("WandbLogger"):
+        return instantiate(cfg.logger, id=wandb_run_id(Path(cfg.paths.output_dir)), resume="allow")
     return instantiate(cfg.logger)
+
+
+def wandb_run_id(output_dir: Path) -> str:
+    """The W&B run id of the job in ``output_dir``: read from ``wandb_run_id``, or made and written there."""
+    path = output_dir / "wandb_run_id"
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip()
+    alphabet = string.ascii_lowercase + string.digits  # W&B's own id alphabet; 36**8 ids
+    run_id = "".join(secrets.choice(alphabet) for _ in range(8))
+    atomic_write_text(path, run_id + "\n")
+    return run_id
 
 
 def load_splits(cfg: DictConfig):
@@ -108,10 +128,14 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     from kd.distillation_module import RetrievalDistillationModule
     from kd.losses.distillation import DistillationLoss
 
+    from kd.checkpointing import checkpoint_callback
+
     torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
+    cfg, resume_from = resolve_resume(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if resume_from is None:
+        atomic_write_text(output_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     prepared = prepare(cfg)
     splits, teacher_path, teacher = prepared.splits, prepared.teacher_path, prepared.teacher
     score_cache, student, datamodule = prepared.score_cache, prepared.student, prepared.datamodule
@@ -122,17 +146,24 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
                                          warmup_ratio=cfg.optim.warmup_ratio, eval_batch_size=data.eval_batch_size,
                                          score_cache=score_cache)
     logger = build_logger(cfg)
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=logger)
+    checkpoints = checkpoint_callback(cfg.get("checkpoint", {}).get("every_n_train_steps"), output_dir)
+    callbacks = [*instantiate(cfg.trainer.get("callbacks") or []), *([checkpoints] if checkpoints else [])]
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks,
+                                     enable_checkpointing=checkpoints is not None)
     if logger:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     results: dict[str, Any] = {}
-    if cfg.eval_before:
+    before_path = output_dir / "metrics_before.json"
+    if cfg.eval_before and resume_from is not None and before_path.is_file():
+        results["before"] = json.loads(before_path.read_text())  # measured by the run being resumed
+    elif cfg.eval_before:
         start = time.perf_counter()
         results["before"] = _strip(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
         timings["eval_before_s"] = time.perf_counter() - start
+        atomic_write_json(before_path, results["before"])
     with PeakMemory() as memory, Stopwatch() as fit_clock:
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=None if resume_from is None else str(resume_from))
     timings["fit_s"] = fit_clock.seconds
     pairs = module.pairs_seen
     results["resources"] = {
@@ -166,6 +197,50 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
 
         wandb.finish()
     return results
+
+
+def resolve_resume(cfg: DictConfig) -> tuple[DictConfig, Path | None]:
+    """(config to run, checkpoint to resume from or None) for ``cfg.resume``.
+
+    Resuming continues the earlier run in its own folder with its own saved config (``resolved_config.yaml``);
+    overrides given with ``resume=`` that differ from it are reported and ignored, so the resumed run is the run
+    that was killed.
+    """
+    resume = cfg.get("resume")
+    if not resume:
+        return cfg, None
+    from kd.checkpointing import find_resume_checkpoint
+
+    outputs_root = Path(cfg.paths.output_dir).parent
+    run_dir, checkpoint = find_resume_checkpoint(str(resume), outputs_root)
+    saved_path = run_dir / "resolved_config.yaml"
+    if not saved_path.is_file():
+        raise ConfigError(f"resume={resume}: {saved_path} is missing, so the run's config is unknown")
+    saved = OmegaConf.load(saved_path)
+    differing = sorted(k for k in config_differences(saved, cfg) if k not in ("resume", "run_name", "logger.name"))
+    if differing:
+        log.warning("resume: these settings differ from the run being resumed and are ignored: %s",
+                    ", ".join(differing))
+    saved.resume = str(checkpoint)
+    saved.paths.output_dir = str(run_dir)
+    log.info("resuming %s from %s", run_dir, checkpoint)
+    return saved, checkpoint
+
+
+def config_differences(a: DictConfig, b: DictConfig, volatile=("paths",)) -> list[str]:
+    """Dotted keys whose resolved values differ between two configs (``volatile`` top-level keys ignored)."""
+    flat_a, flat_b = _flatten(OmegaConf.to_container(a, resolve=True)), _flatten(OmegaConf.to_container(b, resolve=True))
+    return [k for k in sorted(set(flat_a) | set(flat_b))
+            if k.split(".")[0] not in volatile and flat_a.get(k, "<missing>") != flat_b.get(k, "<missing>")]
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
 
 
 def _strip(metrics: dict[str, Any]) -> dict[str, float]:

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from kd.data.collate import DistillationCollator
 from kd.data.examples import DistillationExamples, EpochSampler, Example
 from kd.data.mining import bm25_rankings, dense_rankings, mine_hard_negatives
+from kd.data.resumable_loader import ResumableDataLoader
 from kd.data.sources import RetrievalSplits
 from kd.errors import ConfigError
 
@@ -115,9 +116,10 @@ class RetrievalDataModule(L.LightningDataModule):
         return DistillationCollator(self.student, self.teacher, self.positives,
                                     tokenize_pairs=self.score_cache is None)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> ResumableDataLoader:
+        """Seeded per-epoch order; resumable mid-epoch (its position is saved in Lightning checkpoints)."""
         assert self.train_set is not None, "call setup('fit') first"
-        return DataLoader(
+        return ResumableDataLoader(
             self.train_set, batch_size=self.batch_size, sampler=EpochSampler(len(self.train_set), self.seed),
             collate_fn=self.collator(), num_workers=self.num_workers, drop_last=len(self.train_set) > self.batch_size,
             persistent_workers=self.num_workers > 0,

@@ -83,7 +83,10 @@ class DistillationExamples(Dataset):
 class EpochSampler(Sampler):
     """Yields ``(index, epoch)``: a fresh seeded shuffle each epoch, and the epoch for the negative draw.
 
-    Lightning calls ``set_epoch`` on the sampler at the start of every epoch.
+    Lightning calls ``set_epoch`` on the sampler at the start of every epoch. The order depends only on
+    ``(seed, epoch)``, so a resumed run can skip the examples it already trained on: ``resume_at(epoch, start)``
+    makes the next iteration of ``epoch`` begin at position ``start`` (once; later epochs start at 0).
+    ``len()`` stays the full epoch so Lightning's batch counting lines up with the restored progress.
     """
 
     def __init__(self, size: int, seed: int, shuffle: bool = True):
@@ -91,17 +94,30 @@ class EpochSampler(Sampler):
         self.seed = seed
         self.shuffle = shuffle
         self.epoch = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, start position) for the next iteration
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def resume_at(self, epoch: int, start: int) -> None:
+        """Begin the next iteration of ``epoch`` at position ``start`` (0 <= start <= size)."""
+        if not 0 <= start <= self.size:
+            raise ValueError(f"resume position {start} is outside an epoch of {self.size} examples")
+        self._resume = (epoch, start)
+
     def __len__(self) -> int:
         return self.size
 
+    def order(self, epoch: int) -> list[int]:
+        """The example indices of ``epoch`` in training order."""
+        if not self.shuffle:
+            return list(range(self.size))
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.size, generator=generator).tolist()
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(self.size, generator=generator).tolist()
-        else:
-            order = list(range(self.size))
-        return iter([(i, self.epoch) for i in order])
+        start = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            start = self._resume[1]
+        self._resume = None
+        return iter([(i, self.epoch) for i in self.order(self.epoch)[start:]])
