@@ -180,6 +180,8 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     results["after"] = _strip(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
     timings["eval_after_s"] = time.perf_counter() - start
     results["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    if resume_from is not None:
+        results["resumed_from"] = str(resume_from)
     results["teacher"] = teacher_path
     results["data"] = {"docs": len(splits.corpus), "train_queries": len(splits.train_queries),
                        "eval_queries": len(splits.eval_queries), "train_examples": len(datamodule.train_set)}
@@ -217,30 +219,25 @@ def resolve_resume(cfg: DictConfig) -> tuple[DictConfig, Path | None]:
     if not saved_path.is_file():
         raise ConfigError(f"resume={resume}: {saved_path} is missing, so the run's config is unknown")
     saved = OmegaConf.load(saved_path)
-    differing = sorted(k for k in config_differences(saved, cfg) if k not in ("resume", "run_name", "logger.name"))
-    if differing:
-        log.warning("resume: these settings differ from the run being resumed and are ignored: %s",
-                    ", ".join(differing))
+    ignored = [f"{key}={OmegaConf.select(cfg, key)} (the run has {OmegaConf.select(saved, key)})"
+               for key in command_line_keys() if key not in ("resume", "run_name") and not key.startswith("paths.")
+               and OmegaConf.select(cfg, key) != OmegaConf.select(saved, key)]
+    if ignored:
+        log.warning("resume: the run continues with its own saved config; ignoring %s", ", ".join(ignored))
     saved.resume = str(checkpoint)
     saved.paths.output_dir = str(run_dir)
     log.info("resuming %s from %s", run_dir, checkpoint)
     return saved, checkpoint
 
 
-def config_differences(a: DictConfig, b: DictConfig, volatile=("paths",)) -> list[str]:
-    """Dotted keys whose resolved values differ between two configs (``volatile`` top-level keys ignored)."""
-    flat_a, flat_b = _flatten(OmegaConf.to_container(a, resolve=True)), _flatten(OmegaConf.to_container(b, resolve=True))
-    return [k for k in sorted(set(flat_a) | set(flat_b))
-            if k.split(".")[0] not in volatile and flat_a.get(k, "<missing>") != flat_b.get(k, "<missing>")]
+def command_line_keys() -> list[str]:
+    """Config keys set on the command line of this Hydra job (``[]`` outside Hydra); ``hydra.*`` left out."""
+    from hydra.core.hydra_config import HydraConfig
 
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: node}
+    if not HydraConfig.initialized():
+        return []
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
+    return [k for k in keys if not k.startswith("hydra.")]
 
 
 def _strip(metrics: dict[str, Any]) -> dict[str, float]:

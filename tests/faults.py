@@ -12,11 +12,22 @@ from lightning.pytorch.callbacks import Callback
 
 
 class KillAtStep(Callback):
-    """``kill -9`` this process at the start of the batch that would make global step ``step + 1``."""
+    """``kill -9`` this process at the start of the batch that would make global step ``step + 1``.
 
-    def __init__(self, step: int):
+    With ``job`` set, only in that job of a Hydra multirun (the basic launcher runs the jobs in one process, so
+    the kill ends the whole sweep there, as a lost node or a wall-time limit would).
+    """
+
+    def __init__(self, step: int, job: int | None = None):
         self.step = step
+        self.job = job
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if os.environ.get("KD_FAULT_KILL") == "1" and trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if os.environ.get("KD_FAULT_KILL") != "1" or trainer.global_step != self.step:
+            return
+        if self.job is not None:
+            from hydra.core.hydra_config import HydraConfig
+
+            if HydraConfig.get().job.num != self.job:
+                return
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -76,3 +76,27 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tiny_model_di
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # the same W&B run continues: both offline folders carry the id written by the first attempt
     assert wandb_ids(killed) == [first_id, first_id]
+
+
+def test_relaunched_sweep_skips_finished_jobs_and_resumes_the_interrupted_one(tiny_model_dir, tiny_beir_dir,
+                                                                             tmp_path):
+    sweep_dir = tmp_path / "multirun"
+    base = [o for o in overrides(tiny_model_dir, tiny_beir_dir, sweep_dir, tmp_path / "cache")
+            if not o.startswith(("hydra.run.dir", "logger", "save_student"))]
+    command = ["-m", *base, "logger=csv", "save_student=false", "loss.kl_weight=0,1", f"hydra.sweep.dir={sweep_dir}",
+               "+trainer.callbacks=[{_target_: faults.KillAtStep, step: 5, job: 1}]"]
+    proc = kd_train(command, {"KD_FAULT_KILL": "1"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert json.loads((sweep_dir / "0" / "status.json").read_text())["status"] == "ok"
+    assert not (sweep_dir / "1" / "status.json").exists()
+    assert torch.load(sweep_dir / "1" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+    finished_metrics = (sweep_dir / "0" / "metrics.json").read_bytes()
+
+    proc = kd_train(command)  # the same command again, without the fault
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    statuses = [json.loads((sweep_dir / job / "status.json").read_text()) for job in ("0", "1")]
+    assert [s["status"] for s in statuses] == ["ok", "ok"]
+    assert (sweep_dir / "0" / "metrics.json").read_bytes() == finished_metrics  # not run again
+    assert "job already finished" in proc.stdout + proc.stderr
+    resumed = json.loads((sweep_dir / "1" / "metrics.json").read_text())
+    assert resumed["resumed_from"].endswith("last.ckpt") and resumed["resources"]["train_pairs"] == 8 * 2 * 3  # 8 steps of 2 queries x 3 docs, counted across the kill
