@@ -20,6 +20,7 @@ log = logging.getLogger("kd.pipeline")
 
 
 def run(cfg: DictConfig) -> int:
+    from kd.data.errors import DataFormatError
     from kd.pipeline.config import ConfigError
     from kd.pipeline.orchestrate import run_pipeline
     from kd.pipeline.report import summary_table, timing_table
@@ -29,7 +30,7 @@ def run(cfg: DictConfig) -> int:
     start = time.perf_counter()
     try:
         result = run_pipeline(cfg)
-    except (ConfigError, ConfigMismatchError, TeacherError) as exc:
+    except (ConfigError, ConfigMismatchError, TeacherError, DataFormatError) as exc:
         print(f"kd-pipeline: error: {exc}", file=sys.stderr)
         return 2
     report = result["report"]
