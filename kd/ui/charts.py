@@ -4,6 +4,7 @@ Each bar's value is printed on it and carried in ``data-*`` attributes."""
 
 from __future__ import annotations
 
+import math
 from html import escape
 from typing import Mapping, Sequence
 
@@ -68,6 +69,7 @@ def loss_chart(cycles: Sequence[Mapping], width: int = 520, height: int = 260) -
     if hi - lo < 1e-9:
         lo, hi = lo - 0.5, hi + 0.5
     steps = max(len(losses) for _, losses in series)
+    digits = max(2, 1 - math.floor(math.log10((hi - lo) / 4)))  # tick labels that differ
 
     def x(i: int) -> float:
         return left + (plot_w * i / (steps - 1) if steps > 1 else plot_w / 2)
@@ -80,7 +82,7 @@ def loss_chart(cycles: Sequence[Mapping], width: int = 520, height: int = 260) -
     for k in range(5):
         v = lo + (hi - lo) * k / 4
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>'
-                     f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" class="tick">{v:.2f}</text>')
+                     f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" class="tick">{v:.{digits}f}</text>')
     parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle" class="tick">optimizer '
                  f'step (1..{steps})</text>')
     for k, (cycle, losses) in enumerate(series):

@@ -13,8 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 
-from pipeline_helpers import (FakeOpenAI, kb_dir, openai_server, smollm_tokenizer_dir,  # noqa: E402,F401
-                              tiny_student)
+from pipeline_helpers import kb_dir, openai_server, smollm_tokenizer_dir, tiny_student  # noqa: E402,F401
 
 pytest.importorskip("fastapi", reason="kd-ui needs the ui extra: pip install -e '.[ui]'")
 
