@@ -5,7 +5,8 @@
 
 Starts ``kd.ui.app`` with uvicorn on 127.0.0.1 (a free port), fills the form (fields not given keep their Hydra
 defaults), clicks Start pipeline, waits for the run to finish, and saves a full-page screenshot of the run's
-results page (Chromium from Debian's ``chromium`` package, driven by Playwright)."""
+results page (Chromium from Debian's ``chromium`` package, driven by Playwright). ``--existing`` only takes the
+screenshots of a run already in the output folder; ``--start-png`` also saves the top of the start page."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def main() -> None:
     p.add_argument("--run-name", required=True)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a form field, e.g. cycles=2")
     p.add_argument("--png", required=True)
+    p.add_argument("--start-png", help="also save the start page (form, progress, runs), one screen high")
+    p.add_argument("--existing", action="store_true", help="do not start a run: screenshot the finished one")
     p.add_argument("--width", type=int, default=1400)
     p.add_argument("--timeout-min", type=float, default=30)
     args = p.parse_args()
@@ -45,19 +48,11 @@ def main() -> None:
             browser = pw.chromium.launch(executable_path=chromium)
             page = browser.new_page(viewport={"width": args.width, "height": 900})
             page.goto(url)
-            page.fill("[name=run_name]", args.run_name)
-            for item in args.set:
-                field, value = item.split("=", 1)
-                if page.locator(f"select[name={field}]").count():
-                    page.select_option(f"select[name={field}]", value)
-                else:
-                    page.fill(f"[name={field}]", value)
-            page.click("#start-button")
-            page.wait_for_selector("#results .relevancy-chart, #p-error:not([hidden])",
-                                   timeout=args.timeout_min * 60_000)
-            if page.is_visible("#p-error"):
-                raise SystemExit(f"the run failed: {page.inner_text('#p-error')}")
-            print(f"finished in {time.monotonic() - start:.0f} s; {page.inner_text('#p-now')}")
+            if not args.existing:
+                start_run(page, args, start)
+            page.wait_for_timeout(1000)  # the first server-sent event
+            if args.start_png:
+                page.screenshot(path=args.start_png)
             page.goto(f"{url}/runs/{args.run_name}")
             Path(args.png).parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=args.png, full_page=True)
@@ -66,6 +61,23 @@ def main() -> None:
         server.should_exit = True
         thread.join(10)
     print(f"screenshot: {args.png} ({Path(args.png).stat().st_size / 1024:.0f} KB)")
+
+
+def start_run(page, args, start: float) -> None:
+    """Fill the form, click Start pipeline, wait until the run finishes (or fails)."""
+    page.fill("[name=run_name]", args.run_name)
+    for item in args.set:
+        field, value = item.split("=", 1)
+        if page.locator(f"select[name={field}]").count():
+            page.select_option(f"select[name={field}]", value)
+        else:
+            page.fill(f"[name={field}]", value)
+    page.click("#start-button")
+    page.wait_for_selector("#results .relevancy-chart, #p-error:not([hidden])",
+                           timeout=args.timeout_min * 60_000)
+    if page.is_visible("#p-error"):
+        raise SystemExit(f"the run failed: {page.inner_text('#p-error')}")
+    print(f"finished in {time.monotonic() - start:.0f} s; {page.inner_text('#p-now')}")
 
 
 if __name__ == "__main__":

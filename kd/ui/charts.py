@@ -18,7 +18,7 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 def relevancy_chart(cycles: Sequence[Mapping], threshold: float, width: int = 520, height: int = 260) -> str:
     """Grouped bars: mean answer relevancy (unparseable judge replies as 0) of baseline and fine-tuned per cycle."""
-    left, right, top, bottom = 44, 10, 28, 34
+    left, right, top, bottom = 44, 10, 44, 34
     plot_w, plot_h = width - left - right, height - top - bottom
     ymax = 1.0
 
@@ -48,11 +48,12 @@ def relevancy_chart(cycles: Sequence[Mapping], threshold: float, width: int = 52
         parts.append(f'<text x="{cx:.1f}" y="{height - bottom + 16}" text-anchor="middle" class="tick">cycle '
                      f'{c["cycle"]}</text>')
     parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(threshold):.1f}" y2="{y(threshold):.1f}" '
-                 f'class="threshold"/><text x="{width - right}" y="{y(threshold) - 4:.1f}" text-anchor="end" '
-                 f'class="tick">success threshold {threshold:g}</text>')
+                 f'class="threshold"/>')
     parts.append(f'<rect x="{left}" y="6" width="10" height="10" fill="{BASE}"/><text x="{left + 14}" y="15" '
                  f'class="legend">baseline</text><rect x="{left + 80}" y="6" width="10" height="10" fill="{FT}"/>'
-                 f'<text x="{left + 94}" y="15" class="legend">fine-tuned</text>')
+                 f'<text x="{left + 94}" y="15" class="legend">fine-tuned</text><line x1="{left + 170}" '
+                 f'x2="{left + 190}" y1="11" y2="11" class="threshold"/><text x="{left + 195}" y="15" '
+                 f'class="legend">success threshold {threshold:g}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

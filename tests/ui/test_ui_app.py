@@ -142,8 +142,8 @@ def test_relevancy_chart_prints_each_value_and_unparseable_as_na():
     cycles = [{"cycle": 1, "baseline": {"mean_unparseable_as_zero": 0.5}, "finetuned": {"mean_unparseable_as_zero": None}},
               {"cycle": 2, "baseline": {"mean_unparseable_as_zero": 0.25}, "finetuned": {"mean_unparseable_as_zero": 1.0}}]
     svg = relevancy_chart(cycles, 0.7, width=520, height=260)
-    # plot area: y from 28 (value 1) to 226 (value 0), 198 px tall
+    # plot area: y from 44 (value 1) to 226 (value 0), 182 px tall
     assert '<rect class="bar bar-baseline" x=' in svg and 'data-cycle="1" data-series="baseline" data-value="0.500000"' in svg
-    assert 'y="127.0" width=' in svg and 'height="99.0" fill="#8c9bb0" data-cycle="1"' in svg  # 0.5 -> half height
+    assert 'y="135.0" width=' in svg and 'height="91.0" fill="#8c9bb0" data-cycle="1"' in svg  # 0.5 -> half height
     assert 'height="0.0" fill="#2f7ed8" data-cycle="1" data-series="finetuned" data-value="n/a"' in svg
     assert 'data-cycle="2" data-series="finetuned">1.000</text>' in svg and "success threshold 0.7" in svg
