@@ -2,6 +2,7 @@
 
     kd-pipeline cycles=2 questions_per_cycle=3 topics=[pods,services,storage]
     kd-pipeline run_dir=outputs/x resume=true
+    kd-pipeline ui                 # the "Start pipeline" page (kd-ui)
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["ui"]:  # kd-pipeline ui [--host ...]: the same as kd-ui
+        from kd.cli.ui import main as ui_main
+
+        ui_main(sys.argv[2:])
+        return
     _hydra_main()
 
 

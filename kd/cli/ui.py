@@ -37,10 +37,11 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError as exc:
         print(f"kd-ui: error: {exc}; install the ui extra: pip install -e '.[ui]'", file=sys.stderr)
         sys.exit(2)
-    if args.host not in LOCAL_HOSTS:
+    if args.host not in LOCAL_HOSTS:  # a deliberate choice: say what it means
         print(f"kd-ui: warning: binding {args.host}: the page (which starts jobs on this machine) is reachable from "
               "other machines and has no login", file=sys.stderr)
-    app = create_app(args.output_dir)
+    local = args.host in LOCAL_HOSTS
+    app = create_app(args.output_dir, allowed_hosts=["127.0.0.1", "localhost", "::1"] if local else None)
     print(f"kd-ui: http://{args.host}:{args.port}/  (runs in {app.state.output_dir})", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
 

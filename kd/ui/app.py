@@ -18,6 +18,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from kd.ui import charts
 from kd.ui.runner import PipelineRunner, RunRefused
@@ -69,7 +70,9 @@ def _results_context(run_dir: Path) -> dict[str, Any] | None:
             "loss_svg": charts.loss_chart(report["cycles"]), "total_seconds": sum(timings.values())}
 
 
-def create_app(output_dir: str | Path = "outputs") -> FastAPI:
+def create_app(output_dir: str | Path = "outputs", allowed_hosts: list[str] | None = None) -> FastAPI:
+    """The app for runs under ``output_dir``; ``allowed_hosts`` (e.g. ["127.0.0.1", "localhost"]) refuses requests
+    for other Host names (DNS rebinding)."""
     output = Path(output_dir).resolve()
     runner = PipelineRunner(output)
     defaults = form_defaults()
@@ -84,6 +87,16 @@ def create_app(output_dir: str | Path = "outputs") -> FastAPI:
     app.state.runner = runner
     app.state.output_dir = output
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+
+    @app.middleware("http")
+    async def json_posts_only(request: Request, call_next):
+        """Another site's page cannot send ``application/json`` here without a CORS preflight (which this app
+        never grants), so requiring it on every POST keeps such pages from starting or stopping runs."""
+        if request.method == "POST" and request.headers.get("content-type", "").split(";")[0] != "application/json":
+            return JSONResponse({"error": "POST requests must be application/json"}, status_code=415)
+        return await call_next(request)
 
     def run_dir_of(name: str) -> Path:
         if not RUN_NAME.fullmatch(name) or not (output / name).is_dir():

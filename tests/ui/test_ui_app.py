@@ -4,6 +4,7 @@ server still serving, one run at a time, Stop / Resume and the runs list, localh
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -32,13 +33,36 @@ def test_default_bind_is_localhost_and_other_hosts_are_explicit(monkeypatch, cap
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
-    monkeypatch.setattr("kd.ui.app.create_app", lambda out: type("A", (), {"state": type("S", (), {"output_dir": out})}))
+    apps = []
+
+    def fake_app(out, allowed_hosts=None):
+        apps.append(allowed_hosts)
+        return type("A", (), {"state": type("S", (), {"output_dir": out})})
+
+    monkeypatch.setattr("kd.ui.app.create_app", fake_app)
     ui.main([])
     assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8765
+    assert apps[-1] == ["127.0.0.1", "localhost", "::1"]  # other Host headers refused (DNS rebinding)
     assert "warning" not in capsys.readouterr().err
     ui.main(["--host", "0.0.0.0", "--port", "9001"])
-    assert calls[-1]["host"] == "0.0.0.0" and calls[-1]["port"] == 9001
+    assert calls[-1]["host"] == "0.0.0.0" and calls[-1]["port"] == 9001 and apps[-1] is None
     assert "reachable from other machines" in capsys.readouterr().err
+    # kd-pipeline ui is the same command
+    from kd.cli import pipeline
+
+    monkeypatch.setattr(sys, "argv", ["kd-pipeline", "ui", "--port", "9002"])
+    pipeline.main()
+    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 9002
+
+
+def test_posts_must_be_json_and_hosts_can_be_restricted(client, tmp_path):
+    # a cross-site form (text/plain, no CORS preflight) cannot start or stop runs
+    r = client.post("/api/start", content='{"kb_source": "auto"}', headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415 and client.post("/api/stop", content=b"").status_code == 415
+    assert client.post("/api/stop", json={}).json() == {"error": "No pipeline is running."}
+    with TestClient(create_app(tmp_path / "o2", allowed_hosts=["127.0.0.1"]), base_url="http://127.0.0.1") as local:
+        assert local.get("/api/state").status_code == 200
+        assert local.get("/api/state", headers={"Host": "evil.example"}).status_code == 400
 
 
 def test_form_is_prefilled_from_the_hydra_defaults(client):
@@ -107,20 +131,20 @@ def test_one_run_at_a_time_stop_and_resume(client, tiny_student, openai_server, 
     assert state["watch"]["current_cycle"] == 1 and state["watch"]["steps"][0]["key"] == "knowledge_base"
     assert any("step knowledge_base: finished" in line for line in state["watch"]["log"])
 
-    assert client.post("/api/stop").json() == {"run": "first"}
+    assert client.post("/api/stop", json={}).json() == {"run": "first"}
     state = wait_for(lambda: (s := client.get("/api/state").json())["active"] is None and s, 30, "the stop")
     (row,) = state["runs"]
     assert row["name"] == "first" and row["status"] == "stopped" and row["resumable"] and row["steps_done"] == 1
     assert state["watch"]["error"] == "Stopped from the page."
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "running"  # unfinished on disk
 
-    r = client.post("/api/runs/first/resume")
+    r = client.post("/api/runs/first/resume", json={})
     assert r.status_code == 200
     record = json.loads((run_dir / "ui_run.json").read_text())
     assert record["resumed"] and record["overrides"][-1] == "resume=true"
     assert client.get("/api/state").json()["runs"][0]["status"] == "running"
-    assert client.post("/api/runs/first/resume").status_code == 409  # already running
-    client.post("/api/stop")
+    assert client.post("/api/runs/first/resume", json={}).status_code == 409  # already running
+    client.post("/api/stop", json={})
     wait_for(lambda: client.get("/api/state").json()["active"] is None, 30, "the second stop")
 
 
@@ -131,9 +155,9 @@ def test_runs_started_elsewhere_are_listed_unfinished_with_the_cli_resume_hint(c
                                                        "config": {"cycles": 2}}))
     (row,) = client.get("/api/state").json()["runs"]
     assert (row["status"], row["cycles"], row["resumable"], row["started_in_ui"]) == ("unfinished", 2, False, False)
-    r = client.post("/api/runs/cli-run/resume")
+    r = client.post("/api/runs/cli-run/resume", json={})
     assert r.status_code == 409 and "kd-pipeline run_dir=" in r.json()["error"]
-    assert client.post("/api/runs/..%2Fx/resume").status_code == 404
+    assert client.post("/api/runs/..%2Fx/resume", json={}).status_code == 404
 
 
 def test_relevancy_chart_prints_each_value_and_unparseable_as_na():
