@@ -4,7 +4,9 @@ server still serving, one run at a time, Stop / Resume and the runs list, localh
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 from kd.ui.app import create_app  # noqa: E402
 from kd.ui.runs import error_from_log  # noqa: E402
 from kd.ui.settings import compose  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -171,3 +175,16 @@ def test_relevancy_chart_prints_each_value_and_unparseable_as_na():
     assert 'y="135.0" width=' in svg and 'height="91.0" fill="#8c9bb0" data-cycle="1"' in svg  # 0.5 -> half height
     assert 'height="0.0" fill="#2f7ed8" data-cycle="1" data-series="finetuned" data-value="n/a"' in svg
     assert 'data-cycle="2" data-series="finetuned">1.000</text>' in svg and "success threshold 0.7" in svg
+
+
+def test_cli_reports_a_bad_knowledge_base_folder_in_one_line(tmp_path):
+    """What a run that gets past the page's checks (e.g. the folder vanished) leaves in ui.log for the page."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "kd.cli.pipeline", f"run_dir={tmp_path / 'run'}",
+                           f"kb.source={tmp_path / 'gone'}"], capture_output=True, text=True, timeout=120,
+                          cwd=str(tmp_path), env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = f"kd-pipeline: error: {tmp_path / 'gone'}: knowledge base folder does not exist"
+    assert line in proc.stderr.splitlines() and "Traceback" not in proc.stderr
+    assert error_from_log(proc.stderr.splitlines(), 2) == f"{tmp_path / 'gone'}: knowledge base folder does not exist"
