@@ -2,6 +2,7 @@
 
     kd-pipeline cycles=2 questions_per_cycle=3 topics=[pods,services,storage]
     kd-pipeline run_dir=outputs/x resume=true
+    kd-pipeline ui                 # the "Start pipeline" page (kd-ui)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ log = logging.getLogger("kd.pipeline")
 
 
 def run(cfg: DictConfig) -> int:
+    from kd.data.errors import DataFormatError
     from kd.pipeline.config import ConfigError
     from kd.pipeline.orchestrate import run_pipeline
     from kd.pipeline.report import summary_table, timing_table
@@ -29,7 +31,7 @@ def run(cfg: DictConfig) -> int:
     start = time.perf_counter()
     try:
         result = run_pipeline(cfg)
-    except (ConfigError, ConfigMismatchError, TeacherError) as exc:
+    except (ConfigError, ConfigMismatchError, TeacherError, DataFormatError) as exc:
         print(f"kd-pipeline: error: {exc}", file=sys.stderr)
         return 2
     report = result["report"]
@@ -52,6 +54,11 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["ui"]:  # kd-pipeline ui [--host ...]: the same as kd-ui
+        from kd.cli.ui import main as ui_main
+
+        ui_main(sys.argv[2:])
+        return
     _hydra_main()
 
 
