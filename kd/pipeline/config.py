@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from typing import Any, Mapping
 
 # Keys that do not change results: excluded from the hash so that a resume with another run_dir spelling,
@@ -13,7 +14,7 @@ NON_SEMANTIC_KEYS = (
     "run_dir", "resume", "debug", "progress", "threads",
     "teacher.timeout_s", "teacher.max_retries", "teacher.backoff_s", "teacher.backoff_max_s", "teacher.api_key_env",
 )
-SECRET_MARKERS = ("api_key", "token", "secret", "password")
+SECRET_WORDS = ("token", "secret", "password", "apikey", "authorization")  # whole words of a key name
 
 
 class ConfigError(ValueError):
@@ -51,12 +52,22 @@ def _drop(cfg: dict, dotted: str) -> None:
     node.pop(parts[-1], None)
 
 
+def is_secret_key(key: str) -> bool:
+    """``api_key``, ``hf_token``, ``client_secret`` ... are secrets; ``max_new_tokens_*`` and ``*_env`` (the name
+    of the variable holding the secret) are not."""
+    words = re.split(r"[^a-z0-9]+", key.lower())
+    if words[-1] == "env":
+        return False
+    joined = ["".join(words[i:i + 2]) for i in range(len(words) - 1)]
+    return any(w in SECRET_WORDS for w in words) or "apikey" in joined
+
+
 def redact(obj: Any) -> Any:
     """Copy of ``obj`` with any value under a secret-looking key (``api_key``, ``token`` ...) replaced."""
     if isinstance(obj, Mapping):
         out = {}
         for k, v in obj.items():
-            secret = any(m in str(k).lower() for m in SECRET_MARKERS) and not str(k).endswith("_env")
+            secret = is_secret_key(str(k))
             out[k] = "***" if secret and v not in (None, "") else redact(v)
         return out
     if isinstance(obj, list):
