@@ -87,9 +87,11 @@ def prepare(cfg: DictConfig) -> Prepared:
     from kd.data.datamodule import RetrievalDataModule
     from kd.models.bi_encoder import BiEncoder
     from kd.models.cross_encoder import CrossEncoder
+    from kd.config_validation import validate_train_config
     from kd.precision import check_precision
     from kd.teacher_training import ensure_teacher
 
+    validate_train_config(cfg)
     check_precision(cfg.trainer.accelerator, cfg.precision.student, cfg.precision.teacher)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     timings: dict[str, float] = {}
