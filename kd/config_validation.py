@@ -89,6 +89,7 @@ FIELDS: dict[str, Field] = {
     "optim.lr": Float(positive=True),
     "optim.weight_decay": Float(low=0),
     "optim.warmup_ratio": Float(low=0, high=1),
+    "optim.on_nonfinite": Field("choice", choices=("stop", "skip")),
     "student.max_length": Int(low=1),
     "teacher.max_length": Int(low=1),
     "teacher.score_batch_size": Int(low=1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -11,6 +12,8 @@ import torch
 from kd.losses.distillation import DistillationLoss
 from kd.metrics.dense_search import build_index, search
 from kd.metrics.retrieval import retrieval_metrics
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -29,8 +32,13 @@ class RetrievalDistillationModule(L.LightningModule):
     """
 
     def __init__(self, student, teacher, loss: DistillationLoss, lr: float = 2e-5, weight_decay: float = 0.01,
-                 warmup_ratio: float = 0.1, eval_k: int = 100, eval_batch_size: int = 64, score_cache=None):
+                 warmup_ratio: float = 0.1, eval_k: int = 100, eval_batch_size: int = 64, score_cache=None,
+                 on_nonfinite: str = "stop"):
         super().__init__()
+        if on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
+        self.on_nonfinite = on_nonfinite  # a NaN/Inf loss term or gradient: stop training, or skip that batch
+        self.skipped_batches = 0
         self.student = student
         self.teacher = teacher.freeze()
         self.loss = loss
@@ -86,7 +94,8 @@ class RetrievalDistillationModule(L.LightningModule):
         from kd.checkpointing import capture_rng_state
 
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teacher.")}
-        checkpoint["kd"] = {"rng": capture_rng_state(), "pairs_seen": self.pairs_seen}
+        checkpoint["kd"] = {"rng": capture_rng_state(), "pairs_seen": self.pairs_seen,
+                            "skipped_batches": self.skipped_batches}
         if self.score_cache is not None and self.trainer.is_global_zero:
             self.score_cache.save()
 
@@ -95,6 +104,7 @@ class RetrievalDistillationModule(L.LightningModule):
         checkpoint["state_dict"].update({f"teacher.{k}": v for k, v in self.teacher.state_dict().items()})
         saved = checkpoint.get("kd", {})
         self.pairs_seen = int(saved.get("pairs_seen", 0))
+        self.skipped_batches = int(saved.get("skipped_batches", 0))
         self._rng_to_restore = saved.get("rng")
         self._loader_state_to_restore = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get(
             "combined_loader")
@@ -132,14 +142,39 @@ class RetrievalDistillationModule(L.LightningModule):
         self.pairs_seen += batch_size * candidates
         for name, value in terms.as_dict().items():
             if not torch.isfinite(value):
+                where = f"at global step {self.global_step} (epoch {self.current_epoch}, batch {batch_idx})"
+                if self.on_nonfinite == "skip":
+                    self.skipped_batches += 1
+                    log.warning("loss term '%s' is %s %s: batch skipped (%d so far)", name, value.item(), where,
+                                self.skipped_batches)
+                    return None  # Lightning then skips backward and the optimizer step
                 raise NonFiniteLossError(
-                    f"loss term '{name}' is {value.item()} at global step {self.global_step} "
-                    f"(epoch {self.current_epoch}, batch {batch_idx}); stopping instead of training on it"
+                    f"loss term '{name}' is {value.item()} {where}; stopping instead of training on it "
+                    f"(optim.on_nonfinite=skip skips such batches)"
                 )
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.as_dict().items()}, batch_size=batch_size,
                       prog_bar=False, on_step=True, on_epoch=True)
         self.log("loss", terms.total.detach(), prog_bar=True, batch_size=batch_size, logger=False)
         return terms.total
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """A finite loss can still give NaN/Inf gradients (overflow): stop, or drop this step's update."""
+        if str(self.trainer.precision) == "16-mixed":
+            return  # the GradScaler already skips overflowing steps and lowers its scale
+        grads = [p.grad for p in self.student.parameters() if p.grad is not None]
+        if not grads or torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+            return
+        bad = [n for n, p in self.student.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+        where = f"at global step {self.global_step} (epoch {self.current_epoch})"
+        if self.on_nonfinite == "skip":
+            for p in self.student.parameters():
+                p.grad = None  # AdamW leaves parameters without a gradient untouched: no update at all
+            self.skipped_batches += 1
+            log.warning("non-finite gradient in %d tensors %s: update skipped", len(bad), where)
+            return
+        raise NonFiniteLossError(f"gradient of student.{bad[0]} (and {len(bad) - 1} more tensors) is not finite "
+                                 f"{where}; stopping instead of training on it (optim.on_nonfinite=skip skips such "
+                                 f"steps)")
 
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup

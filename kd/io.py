@@ -55,16 +55,22 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; on a clean exit it replaces ``path`` whole.
 
-    On an exception the temporary folder is removed and ``path`` is left as it was.
+    On an exception the temporary folder is removed and ``path`` is left as it was. POSIX cannot swap two
+    folders in one step, so the old folder is first renamed aside (``.<name>.old``) and removed after the new one
+    is in place: a kill between those two renames leaves ``path`` absent (callers rebuild it), never half-written,
+    and the next ``atomic_dir`` on ``path`` clears what such a kill left behind.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    aside = target.parent / f".{target.name}.old"
+    shutil.rmtree(aside, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         if target.exists():
-            shutil.rmtree(target)
+            os.replace(target, aside)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(aside, ignore_errors=True)

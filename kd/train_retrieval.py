@@ -146,7 +146,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     loss = DistillationLoss(**OmegaConf.to_container(cfg.loss, resolve=True))
     module = RetrievalDistillationModule(student, teacher, loss, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
                                          warmup_ratio=cfg.optim.warmup_ratio, eval_batch_size=data.eval_batch_size,
-                                         score_cache=score_cache)
+                                         score_cache=score_cache, on_nonfinite=cfg.optim.get("on_nonfinite", "stop"))
     logger = build_logger(cfg)
     checkpoints = checkpoint_callback(cfg.get("checkpoint", {}).get("every_n_train_steps"), output_dir)
     callbacks = [*instantiate(cfg.trainer.get("callbacks") or []), *([checkpoints] if checkpoints else [])]
@@ -174,7 +174,8 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         "teacher_seconds_per_epoch": [round(t, 2) for t in module.teacher_seconds_per_epoch],
         "teacher_cache": None if score_cache is None else {
             "pairs": len(score_cache), "hits": score_cache.hits, "misses": score_cache.misses},
-        "train_pairs": pairs, "precision_student": str(trainer.precision), "precision_teacher": teacher.precision,
+        "train_pairs": pairs, "skipped_batches": module.skipped_batches,
+        "precision_student": str(trainer.precision), "precision_teacher": teacher.precision,
     }
     results["train"] = {k.removeprefix("train/").removesuffix("_epoch"): float(v)
                         for k, v in trainer.callback_metrics.items() if k.startswith("train/") and k.endswith("_epoch")}

@@ -75,3 +75,39 @@ def test_nan_loss_stops_training_with_the_step_and_term(tiny_model_dir, tiny_spl
     module.student.model.embeddings.word_embeddings.weight.data.fill_(float("nan"))
     with pytest.raises(NonFiniteLossError, match="loss term 'kl' is nan at global step 0"):
         module.training_step(batch, 0)
+
+
+def test_nan_loss_can_skip_the_batch_instead(tiny_model_dir, tiny_splits):
+    _, _, datamodule, module = _setup(tiny_model_dir, tiny_splits)
+    module.on_nonfinite = "skip"
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    module.student.model.embeddings.word_embeddings.weight.data.fill_(float("nan"))
+    assert module.training_step(batch, 0) is None  # Lightning skips backward and the step for None
+    assert module.skipped_batches == 1
+
+
+def _poison_gradient(module):
+    """A finite loss whose gradient is NaN: multiply one weight's gradient by NaN on its way back."""
+    weight = module.student.model.encoder.layer[0].attention.self.query.weight
+    weight.register_hook(lambda grad: grad * float("nan"))
+    return weight
+
+
+def test_nan_gradient_stops_training_naming_the_tensor(tiny_model_dir, tiny_splits):
+    _, _, datamodule, module = _setup(tiny_model_dir, tiny_splits)
+    _poison_gradient(module)
+    with pytest.raises(NonFiniteLossError, match=r"gradient of student\.model\.encoder\.layer\.0\.attention\.self\."
+                                                 r"query\.weight .* at global step 0"):
+        _trainer(max_steps=1).fit(module, datamodule=datamodule)
+
+
+def test_nan_gradient_skip_leaves_every_weight_untouched(tiny_model_dir, tiny_splits):
+    _, _, datamodule, module = _setup(tiny_model_dir, tiny_splits)
+    module.on_nonfinite = "skip"
+    _poison_gradient(module)
+    before = {k: v.clone() for k, v in module.student.state_dict().items()}
+    _trainer(max_steps=2).fit(module, datamodule=datamodule)
+    assert module.skipped_batches == 2
+    after = module.student.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no update, no weight decay, no NaN
