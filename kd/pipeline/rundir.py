@@ -81,9 +81,10 @@ def resume_config(cfg: Mapping, explicit_keys: Iterable[str]) -> dict:
     """The config that ``resume=true`` continues: the run's own saved config (``manifest.json``) for every key not in
     ``explicit_keys`` (the keys given on the command line; ``pipeline/teacher=...`` counts as ``teacher``), the
     current ``cfg`` for the rest. A redacted value (``***``) in the manifest is never used: it comes from the
-    current config / environment; a key the saved config lacks (e.g. ``teacher.device`` of the default local teacher
-    when the run used the API teacher) is dropped. An explicit key that differs from the saved run is then refused by ``RunDir``
-    (config hash), as before. Without a manifest in ``run_dir``, ``cfg`` is returned unchanged."""
+    current config / environment; a key the saved config lacks (e.g. ``teacher.device`` of the default local
+    teacher when the run used the API teacher) is dropped. An explicit key that differs from the saved run is then
+    refused by ``RunDir`` (config hash), as before. Without a manifest in ``run_dir``, ``cfg`` is returned
+    unchanged."""
     out = copy.deepcopy(dict(cfg))
     manifest_path = Path(str(cfg.get("run_dir") or "")) / MANIFEST
     if not cfg.get("resume") or not cfg.get("run_dir") or not manifest_path.is_file():
@@ -96,9 +97,10 @@ def resume_config(cfg: Mapping, explicit_keys: Iterable[str]) -> dict:
     if not isinstance(saved, dict):
         return out
     explicit = {k.split("/")[-1] for k in explicit_keys}  # config groups: their package is their name
-    restored = []
+    restored = []  # keys whose value now differs from the current config's
     saved_keys = {k for k, _ in _leaves(saved)}
-    keep = explicit | set(NON_SEMANTIC_KEYS)  # not in the saved config by design
+    # not in the saved config by design; a redacted value's current value (a subtree, too) is kept
+    keep = explicit | set(NON_SEMANTIC_KEYS) | {k for k, v in _leaves(saved) if v == REDACTED}
     for dotted, _ in _leaves(out):
         if dotted not in saved_keys and not _is_explicit(dotted, keep):
             _drop(out, dotted)
@@ -110,7 +112,7 @@ def resume_config(cfg: Mapping, explicit_keys: Iterable[str]) -> dict:
             restored.append(dotted)
         _set(out, dotted, value)
     log.info("resume=true: continuing %s with its saved config%s", cfg["run_dir"],
-             f" (restored {', '.join(restored)})" if restored else "")
+             f" (from the manifest: {', '.join(restored)})" if restored else "")
     return out
 
 

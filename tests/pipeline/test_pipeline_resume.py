@@ -161,7 +161,7 @@ def test_resume_config_merge_rules(tmp_path, monkeypatch):
     from kd.pipeline.rundir import RunDir, resume_config
 
     saved = {"cycles": 3, "teacher": {"model": "m-saved", "hf_token": "***", "base_url": "http://saved/v1"},
-             "kb": {"aliases": {"pods": ["pods"]}}}
+             "kb": {"aliases": {"pods": ["pods"]}}, "auth": {"token": "***"}}
     (tmp_path / "manifest.json").write_text(json.dumps({
         "config": saved, "run_settings": {"threads": 1, "teacher.api_key_env": "MY_KEY", "progress": "***"}}))
     cur = {"run_dir": str(tmp_path), "resume": True, "cycles": 2, "threads": None, "progress": True,
@@ -174,6 +174,8 @@ def test_resume_config_merge_rules(tmp_path, monkeypatch):
     assert out["teacher"] == {"model": "m-saved", "hf_token": "from-env", "base_url": "http://saved/v1",
                               "api_key_env": "MY_KEY"}  # teacher.device: not in the run's config, dropped
     assert out["progress"] is True  # redacted in the manifest: the current value, never "***"
+    nested = resume_config(cur | {"auth": {"token": {"user": "u", "key": "k"}}}, [])  # a redacted subtree
+    assert nested["auth"] == {"token": {"user": "u", "key": "k"}}
     assert resume_config(cur | {"resume": False}, []) == cur | {"resume": False}  # only resume=true reads the manifest
     assert resume_config(cur, ["cycles"])["cycles"] == 2  # explicit: kept, so the hash check refuses it ...
 
