@@ -1,7 +1,7 @@
 """``kd-pipeline``: the iterative LLM distillation pipeline (Hydra entry point, config ``conf/pipeline.yaml``).
 
     kd-pipeline cycles=2 questions_per_cycle=3 topics=[pods,services,storage]
-    kd-pipeline run_dir=outputs/x resume=true
+    kd-pipeline run_dir=outputs/x resume=true   # continues with the run's saved config (manifest.json)
     kd-pipeline ui                 # the "Start pipeline" page (kd-ui)
 """
 
@@ -20,7 +20,8 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 log = logging.getLogger("kd.pipeline")
 
 
-def run(cfg: DictConfig) -> int:
+def run(cfg: DictConfig, explicit_keys: list[str] | None = None) -> int:
+    """Run the pipeline; ``explicit_keys`` (the command line's keys) let ``resume=true`` take the rest from the run."""
     from kd.data.errors import DataFormatError
     from kd.pipeline.config import ConfigError
     from kd.pipeline.orchestrate import run_pipeline
@@ -30,7 +31,7 @@ def run(cfg: DictConfig) -> int:
 
     start = time.perf_counter()
     try:
-        result = run_pipeline(cfg)
+        result = run_pipeline(cfg, explicit_keys=explicit_keys)
     except (ConfigError, ConfigMismatchError, TeacherError, DataFormatError) as exc:
         print(f"kd-pipeline: error: {exc}", file=sys.stderr)
         return 2
@@ -48,9 +49,19 @@ def run(cfg: DictConfig) -> int:
 @hydra.main(config_path=CONF_DIR, config_name="pipeline", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     logging.getLogger("kd").setLevel(logging.INFO)
-    code = run(cfg)
+    code = run(cfg, command_line_keys())
     if code:
         sys.exit(code)
+
+
+def command_line_keys() -> list[str]:
+    """Config keys (and config groups such as ``pipeline/teacher``) set on this Hydra job's command line."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
+    return [k for k in keys if not k.startswith("hydra.")]
 
 
 def main() -> None:

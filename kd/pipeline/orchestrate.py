@@ -13,13 +13,13 @@ import os
 import random
 import signal
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from kd.pipeline import memory, prompts
 from kd.pipeline.config import to_plain, validate
 from kd.pipeline.knowledge import KnowledgeBase, load_knowledge_base
 from kd.pipeline.relevancy import answer_relevancy, reference_similarity, summarise, to_dict
-from kd.pipeline.rundir import RunDir
+from kd.pipeline.rundir import RunDir, resume_config
 from kd.pipeline.trainset import build_trainset
 
 log = logging.getLogger(__name__)
@@ -115,9 +115,15 @@ def _select_passages(kb: KnowledgeBase, topics, used: set[str], seed: int, cycle
     return order
 
 
-def run_pipeline(cfg_in: Any, on_step: Callable[[str], None] | None = None) -> dict:
-    """Run (or resume) the pipeline described by ``cfg_in``; returns the report plus executed/skipped steps."""
+def run_pipeline(cfg_in: Any, on_step: Callable[[str], None] | None = None,
+                 explicit_keys: Iterable[str] | None = None) -> dict:
+    """Run (or resume) the pipeline described by ``cfg_in``; returns the report plus executed/skipped steps.
+
+    ``explicit_keys``: the keys the user set (``kd-pipeline``'s command line). When given and ``resume`` is true,
+    every other key comes from the run's saved config (``rundir.resume_config``); None: ``cfg_in`` as it is."""
     cfg = to_plain(cfg_in)
+    if explicit_keys is not None and cfg.get("resume"):
+        cfg = resume_config(cfg, explicit_keys)
     validate(cfg)
     if not cfg.get("threads"):
         return _run(cfg, on_step)

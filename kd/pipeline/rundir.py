@@ -12,20 +12,22 @@ Layout::
 A step file holds ``{"step", "cycle", "config_hash", "seconds", "memory", "data"}``. Re-running into the same
 directory (or ``resume=true``) loads every finished step instead of running it; a step file that is torn or
 corrupt is reported, moved aside to ``*.corrupt`` and rebuilt. A config whose hash differs from the manifest's is
-refused, naming the differing keys.
+refused, naming the differing keys. ``kd-pipeline run_dir=X resume=true`` alone continues with the run's own saved
+config (``resume_config``).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 from kd.io import atomic_write_json
-from kd.pipeline.config import config_diff, config_hash, semantic_config
+from kd.pipeline.config import NON_SEMANTIC_KEYS, _drop, _get, config_diff, config_hash, redact, semantic_config
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,84 @@ STEP_ORDER = ("knowledge_base", "questions", "references", "baseline_answers", "
               "finetune", "finetuned_answers", "finetuned_scores", "summary")
 
 
+REDACTED = "***"  # what ``config.redact`` writes in place of a secret
+# not hashed, but the run's own choice: kept in the manifest so that a bare ``resume=true`` uses them again
+RUN_SETTINGS = tuple(k for k in NON_SEMANTIC_KEYS if k not in ("run_dir", "resume", "debug"))
+
+
 class ConfigMismatchError(RuntimeError):
     """The run directory was created with a different configuration."""
+
+
+def run_settings(cfg: Mapping) -> dict:
+    """Dotted key -> value of the ``RUN_SETTINGS`` (threads, timeouts, ``teacher.api_key_env`` ...), redacted."""
+    missing = object()
+    return redact({k: v for k in RUN_SETTINGS if (v := _get(cfg, k, missing)) is not missing})
+
+
+def _set(cfg: dict, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    node = cfg
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[last] = copy.deepcopy(value)
+
+
+def _is_explicit(dotted: str, explicit: set[str]) -> bool:
+    """``dotted`` or a key above it was given on the command line."""
+    parts = dotted.split(".")
+    return any(".".join(parts[:i]) in explicit for i in range(1, len(parts) + 1))
+
+
+def _leaves(tree: Mapping, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for k, v in tree.items():
+        if isinstance(v, Mapping) and v:
+            out.extend(_leaves(v, f"{prefix}{k}."))
+        else:
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
+def resume_config(cfg: Mapping, explicit_keys: Iterable[str]) -> dict:
+    """The config that ``resume=true`` continues: the run's own saved config (``manifest.json``) for every key not in
+    ``explicit_keys`` (the keys given on the command line; ``pipeline/teacher=...`` counts as ``teacher``), the
+    current ``cfg`` for the rest. A redacted value (``***``) in the manifest is never used: it comes from the
+    current config / environment; a key the saved config lacks (e.g. ``teacher.device`` of the default local
+    teacher when the run used the API teacher) is dropped. An explicit key that differs from the saved run is then
+    refused by ``RunDir`` (config hash), as before. Without a manifest in ``run_dir``, ``cfg`` is returned
+    unchanged."""
+    out = copy.deepcopy(dict(cfg))
+    manifest_path = Path(str(cfg.get("run_dir") or "")) / MANIFEST
+    if not cfg.get("resume") or not cfg.get("run_dir") or not manifest_path.is_file():
+        return out
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except ValueError:
+        return out  # RunDir reports the corrupt manifest
+    saved = manifest.get("config") if isinstance(manifest, dict) else None
+    if not isinstance(saved, dict):
+        return out
+    explicit = {k.split("/")[-1] for k in explicit_keys}  # config groups: their package is their name
+    restored = []  # keys whose value now differs from the current config's
+    saved_keys = {k for k, _ in _leaves(saved)}
+    # not in the saved config by design; a redacted value's current value (a subtree, too) is kept
+    keep = explicit | set(NON_SEMANTIC_KEYS) | {k for k, v in _leaves(saved) if v == REDACTED}
+    for dotted, _ in _leaves(out):
+        if dotted not in saved_keys and not _is_explicit(dotted, keep):
+            _drop(out, dotted)
+            restored.append(dotted)
+    for dotted, value in [*_leaves(saved), *(manifest.get("run_settings") or {}).items()]:
+        if value == REDACTED or _is_explicit(dotted, explicit):
+            continue
+        if _get(out, dotted, default=object()) != value:
+            restored.append(dotted)
+        _set(out, dotted, value)
+    log.info("resume=true: continuing %s with its saved config%s", cfg["run_dir"],
+             f" (from the manifest: {', '.join(restored)})" if restored else "")
+    return out
 
 
 class RunDir:
@@ -75,6 +153,7 @@ class RunDir:
                              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "status": "running",
                              "resumed": 0}
         self.manifest["status"] = "running"
+        self.manifest["run_settings"] = run_settings(self.cfg)
         atomic_write_json(manifest, self.manifest)
 
     def finish(self) -> None:

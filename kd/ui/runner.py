@@ -14,7 +14,8 @@ from pathlib import Path
 
 import kd
 from kd.io import atomic_write_json
-from kd.ui.runs import UI_LOG, UI_RUN, error_from_log, log_tail, read_json
+from kd.pipeline.rundir import MANIFEST
+from kd.ui.runs import UI_LOG, UI_RUN, cycles_of, error_from_log, log_tail, read_json
 
 KD_ROOT = str(Path(kd.__file__).resolve().parents[1])  # the kd the server runs is the kd the pipeline runs
 
@@ -72,15 +73,22 @@ class PipelineRunner:
         return run_dir
 
     def resume(self, name: str) -> Path:
-        """Start run ``name`` again with the overrides it was started with (the pipeline loads its finished steps)."""
+        """Start run ``name`` again (the pipeline loads its finished steps): with the overrides it was started with
+        from this page, or, for a run started with ``kd-pipeline`` (a manifest, no overrides saved here), with just
+        ``run_dir=<dir> resume=true`` (the pipeline then takes the run's own saved config from its manifest)."""
         run_dir = self.output_dir / name
-        record = read_json(run_dir / UI_RUN)
-        if not record or not record.get("overrides"):
-            raise RunRefused(f"{name} was not started from this page, so its settings are unknown here; resume it "
-                             f"with kd-pipeline run_dir={run_dir} resume=true and the settings it was started with.")
-        # fault injection (debug.crash_after) would crash the resumed run again at the same step: dropped
-        overrides = [o for o in record["overrides"] if not o.startswith(("resume=", "debug."))] + ["resume=true"]
+        record = read_json(run_dir / UI_RUN) or {}
+        if record.get("overrides"):
+            # fault injection (debug.crash_after) would crash the resumed run again at the same step: dropped
+            overrides = [o for o in record["overrides"] if not o.startswith(("resume=", "debug."))] + ["resume=true"]
+        elif (run_dir / MANIFEST).is_file():
+            overrides = [f"run_dir={run_dir}", "resume=true"]
+        else:
+            raise RunRefused(f"{name} has no manifest.json (the pipeline never started there), so there is nothing "
+                             "to resume; start a new run instead.")
         info = {k: v for k, v in record.items() if k in ("settings", "cycles")}
+        if "cycles" not in info and cycles_of(run_dir) is not None:
+            info["cycles"] = cycles_of(run_dir)
         return self.start(name, overrides, info, resume=True)
 
     def stop(self) -> str | None:

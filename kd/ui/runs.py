@@ -115,6 +115,13 @@ def status_of(run_dir: Path, running: bool) -> str:
     return "not started"
 
 
+def resumable(run_dir: Path, status: str) -> bool:
+    """An interrupted run the page can resume: started from the page (its overrides saved in ``ui_run.json``) or
+    with ``kd-pipeline`` (its config saved in the manifest; the page resumes it with ``run_dir=... resume=true``)."""
+    ui = read_json(run_dir / UI_RUN) or {}
+    return status in ("failed", "stopped", "unfinished") and bool(ui.get("overrides") or (run_dir / MANIFEST).is_file())
+
+
 def run_state(run_dir: Path, running: bool, log_lines: int = 60) -> dict[str, Any]:
     """Progress of one run: status, cycle and step now running, finished steps with their seconds, log tail."""
     cycles = cycles_of(run_dir)
@@ -141,7 +148,7 @@ def run_state(run_dir: Path, running: bool, log_lines: int = 60) -> dict[str, An
         "error": ui.get("error") if status in ("failed", "stopped") else None,
         "log": log_tail(run_dir, log_lines),
         "has_report": (run_dir / "report.json").is_file(),
-        "resumable": status in ("failed", "stopped", "unfinished") and bool(ui.get("overrides")),
+        "resumable": resumable(run_dir, status),
     }
 
 
@@ -163,7 +170,7 @@ def list_runs(output_dir: Path, active: str | None) -> list[dict[str, Any]]:
             "cycles": cycles_of(d),
             "steps_done": len(finished_steps(d)),
             "has_report": (d / "report.json").is_file(),
-            "resumable": status in ("failed", "stopped", "unfinished") and bool(ui.get("overrides")),
+            "resumable": resumable(d, status),
             "started_in_ui": bool(ui.get("overrides")),
             "error": ui.get("error") if status in ("failed", "stopped") else None,
             "mtime": max((p.stat().st_mtime for p in (d / MANIFEST, d / UI_RUN) if p.is_file()), default=0.0),

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline_helpers import (REPO, fast_overrides, kb_dir, make_config, openai_server,  # noqa: F401
                               smollm_tokenizer_dir, tiny_student)
-from kd.pipeline.orchestrate import run_pipeline
+from kd.pipeline.orchestrate import InjectedCrash, run_pipeline
 from kd.pipeline.report import comparable
 from kd.pipeline.rundir import ConfigMismatchError
 from kd.pipeline.teacher import TeacherError
@@ -118,3 +118,70 @@ def test_cli_refuses_impossible_config(tmp_path):
                            "finetune.quantization=nf4"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "finetune.quantization=nf4 needs a CUDA GPU" in proc.stderr
+
+
+def test_cli_resume_with_only_run_dir_takes_the_runs_saved_config(make_config, tiny_student, kb_dir, tmp_path):
+    """A run not started from the page (no ui_run.json: only its manifest and step files), killed after cycle 1's
+    baseline scores, resumed with nothing but ``kd-pipeline run_dir=... resume=true``: the tiny student, fake
+    teacher, knowledge base and threads come from its manifest, the finished steps are loaded, and the report equals
+    an uninterrupted run's. (The interrupted run is made in-process with crash_mode=raise: the same manifest as
+    ``kd-pipeline`` writes, one interpreter start less.)"""
+    ref = run_pipeline(make_config(tmp_path / "ref", cycles=1))
+    crashed = tmp_path / "cli"
+    with pytest.raises(InjectedCrash):
+        run_pipeline(make_config(crashed, cycles=1, **{"debug.crash_after": "cycle1.baseline_scores",
+                                                       "debug.crash_mode": "raise"}))
+    before = _files(crashed)
+    assert sorted(before) == ["cycle_01/baseline_answers.json", "cycle_01/baseline_scores.json",
+                              "cycle_01/questions.json", "cycle_01/references.json", "knowledge_base.json"]
+    manifest = json.loads((crashed / "manifest.json").read_text())
+    assert manifest["run_settings"]["threads"] == 1 and manifest["run_settings"]["teacher.timeout_s"] == 10
+
+    proc = subprocess.run([sys.executable, "-m", "kd.cli.pipeline", f"run_dir={crashed}", "resume=true"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OPENAI_API_KEY": "sk-test-SECRET-0123456789"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "steps run: 5, loaded from earlier run: 5" in proc.stdout
+    assert all(_files(crashed)[k] == v for k, v in before.items())  # finished step files untouched
+    resumed = json.loads((crashed / "report.json").read_text())
+    assert comparable(resumed) == comparable(json.loads(json.dumps(ref["report"])))
+    assert json.loads((crashed / "manifest.json").read_text())["status"] == "finished"
+    assert "SECRET-0123456789" not in proc.stdout + proc.stderr + (crashed / "manifest.json").read_text()
+
+    # a setting given explicitly (here: in-process, as kd-pipeline passes its command line) that differs from the
+    # run is still refused, naming the key
+    with pytest.raises(ConfigMismatchError, match=r"questions_per_cycle: 2 -> 3"):
+        run_pipeline(make_config(crashed, cycles=1, questions_per_cycle=3, resume=True),
+                     explicit_keys=["run_dir", "resume", "questions_per_cycle"])
+
+
+def test_resume_config_merge_rules(tmp_path, monkeypatch):
+    """Saved values fill every key not given explicitly; explicit keys win (and a changed one is then refused by the
+    config hash); a redacted ``***`` is never used: the current value stays."""
+    from kd.pipeline.rundir import RunDir, resume_config
+
+    saved = {"cycles": 3, "teacher": {"model": "m-saved", "hf_token": "***", "base_url": "http://saved/v1"},
+             "kb": {"aliases": {"pods": ["pods"]}}, "auth": {"token": "***"}}
+    (tmp_path / "manifest.json").write_text(json.dumps({
+        "config": saved, "run_settings": {"threads": 1, "teacher.api_key_env": "MY_KEY", "progress": "***"}}))
+    cur = {"run_dir": str(tmp_path), "resume": True, "cycles": 2, "threads": None, "progress": True,
+           "teacher": {"model": "m-default", "hf_token": "from-env", "base_url": "http://default/v1",
+                       "api_key_env": "OPENAI_API_KEY", "device": "auto"}, "kb": {"aliases": None}}
+    out = resume_config(cur, ["run_dir", "resume", "pipeline/teacher"])
+    assert out["cycles"] == 3 and out["threads"] == 1 and out["kb"]["aliases"] == {"pods": ["pods"]}
+    assert out["teacher"] == cur["teacher"]  # the whole group was given explicitly (pipeline/teacher=...)
+    out = resume_config(cur, ["run_dir", "resume"])
+    assert out["teacher"] == {"model": "m-saved", "hf_token": "from-env", "base_url": "http://saved/v1",
+                              "api_key_env": "MY_KEY"}  # teacher.device: not in the run's config, dropped
+    assert out["progress"] is True  # redacted in the manifest: the current value, never "***"
+    nested = resume_config(cur | {"auth": {"token": {"user": "u", "key": "k"}}}, [])  # a redacted subtree
+    assert nested["auth"] == {"token": {"user": "u", "key": "k"}}
+    assert resume_config(cur | {"resume": False}, []) == cur | {"resume": False}  # only resume=true reads the manifest
+    assert resume_config(cur, ["cycles"])["cycles"] == 2  # explicit: kept, so the hash check refuses it ...
+
+    real = tmp_path / "real"
+    RunDir(real, {"cycles": 1, "seed": 0, "threads": 1})
+    with pytest.raises(ConfigMismatchError, match=r"cycles: 1 -> 2"):  # ... as before
+        RunDir(real, resume_config({"run_dir": str(real), "resume": True, "cycles": 2, "seed": 0}, ["cycles"]))
+    assert RunDir(real, resume_config({"run_dir": str(real), "resume": True, "cycles": 2, "seed": 0}, [])).cfg[
+        "cycles"] == 1

@@ -12,6 +12,7 @@ import pytest
 
 from ui_helpers import (fast_settings, kb_dir, openai_server, smollm_tokenizer_dir, tiny_student,  # noqa: F401
                         wait_for)
+from pipeline_helpers import make_config  # noqa: E402,F401  (tests/pipeline is on sys.path via ui_helpers)
 
 from fastapi.testclient import TestClient  # noqa: E402
 
@@ -152,15 +153,38 @@ def test_one_run_at_a_time_stop_and_resume(client, tiny_student, openai_server, 
     wait_for(lambda: client.get("/api/state").json()["active"] is None, 30, "the second stop")
 
 
-def test_runs_started_elsewhere_are_listed_unfinished_with_the_cli_resume_hint(client, tmp_path):
+def test_resume_of_a_run_started_with_kd_pipeline(client, make_config, tmp_path):
+    """A run made outside the page (manifest and step files, no ui_run.json), interrupted before its summary, is
+    listed as unfinished and resumable; Resume starts ``kd-pipeline run_dir=<dir> resume=true`` (nothing else: the
+    pipeline takes the run's saved config), which loads the finished steps and finishes the run."""
+    from kd.pipeline.orchestrate import InjectedCrash, run_pipeline
+
     run_dir = tmp_path / "outputs" / "cli-run"
-    run_dir.mkdir(parents=True)
-    (run_dir / "manifest.json").write_text(json.dumps({"status": "running", "created": "2026-01-01T00:00:00Z",
-                                                       "config": {"cycles": 2}}))
+    with pytest.raises(InjectedCrash):
+        run_pipeline(make_config(run_dir, cycles=1, **{"debug.crash_after": "cycle1.finetuned_scores",
+                                                       "debug.crash_mode": "raise"}))
     (row,) = client.get("/api/state").json()["runs"]
-    assert (row["status"], row["cycles"], row["resumable"], row["started_in_ui"]) == ("unfinished", 2, False, False)
-    r = client.post("/api/runs/cli-run/resume", json={})
-    assert r.status_code == 409 and "kd-pipeline run_dir=" in r.json()["error"]
+    assert (row["status"], row["cycles"], row["steps_done"], row["resumable"], row["started_in_ui"]) == (
+        "unfinished", 1, 9, True, False)
+
+    assert client.post("/api/runs/cli-run/resume", json={}).json() == {"run": "cli-run"}
+    state = wait_for(lambda: (s := client.get("/api/state").json())["active"] is None and s, 120, "the resumed run")
+    record = json.loads((run_dir / "ui_run.json").read_text())
+    assert record["overrides"] == [f"run_dir={run_dir}", "resume=true"] and record["exit_code"] == 0, record
+    assert state["runs"][0]["status"] == "finished" and state["runs"][0]["steps_done"] == 10
+    assert any("steps run: 1, loaded from earlier run: 9" in line for line in state["watch"]["log"])
+    report = json.loads((run_dir / "report.json").read_text())
+    assert [c["baseline"]["n"] for c in report["cycles"]] == [2]
+
+
+def test_a_folder_without_manifest_cannot_be_resumed(client, tmp_path):
+    run_dir = tmp_path / "outputs" / "never-ran"
+    run_dir.mkdir(parents=True)
+    (run_dir / "ui_run.json").write_text(json.dumps({"error": "could not start the pipeline: x"}))
+    (row,) = client.get("/api/state").json()["runs"]
+    assert (row["status"], row["resumable"]) == ("failed", False)
+    r = client.post("/api/runs/never-ran/resume", json={})
+    assert r.status_code == 409 and "has no manifest.json" in r.json()["error"]
     assert client.post("/api/runs/..%2Fx/resume", json={}).status_code == 404
 
 
