@@ -117,10 +117,13 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     score_cache, student, datamodule = prepared.score_cache, prepared.student, prepared.datamodule
     timings = prepared.timings
     data = cfg.data
-    loss = DistillationLoss(**OmegaConf.to_container(cfg.loss, resolve=True))
+    loss_options = OmegaConf.to_container(cfg.loss, resolve=True)
+    gather = bool(loss_options.pop("gather_across_devices", True))
+    loss = DistillationLoss(**loss_options)
+    index = OmegaConf.to_container(cfg.index, resolve=True) if cfg.get("index") else None
     module = RetrievalDistillationModule(student, teacher, loss, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
                                          warmup_ratio=cfg.optim.warmup_ratio, eval_batch_size=data.eval_batch_size,
-                                         score_cache=score_cache)
+                                         score_cache=score_cache, gather_across_devices=gather, index=index)
     logger = build_logger(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=logger)
     if logger:

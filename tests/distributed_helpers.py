@@ -75,3 +75,19 @@ def run_spawned(worker, world: int, *args) -> None:
 
     os.environ["OMP_NUM_THREADS"] = "1"
     mp.spawn(worker, args=(world, free_port(), *args), nprocs=world, join=True)
+
+
+def sharded_scoring(teacher_dir: str, cache_root: str, queries, documents, devices: int) -> int:
+    """Fill a fresh cache for ``teacher_dir`` with ``devices`` CPU processes (Lightning ddp_spawn)."""
+    import lightning as L
+
+    from kd.models.cross_encoder import CrossEncoder
+    from kd.teacher_cache import TeacherScoreCache
+    from kd.teacher_scoring import score_pairs_sharded
+
+    teacher = CrossEncoder(teacher_dir, max_length=48)
+    cache = TeacherScoreCache(cache_root, teacher_dir, "fp32", 48)
+    strategy = "ddp_spawn" if devices > 1 else "auto"
+    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=strategy, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False)
+    return score_pairs_sharded(trainer, teacher, cache, queries, documents, batch_size=4)

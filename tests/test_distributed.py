@@ -46,3 +46,29 @@ def test_two_processes_equal_one_process_on_the_concatenated_batch(tiny_model_di
     local = results["local"]
     assert abs(sum(local["losses"]) / 2 - reference_loss) > 1e-3
     assert max((local["grads"][n] - g).abs().max().item() for n, g in reference_grads.items()) > 1e-4
+
+
+def test_sharded_teacher_scoring_over_two_processes_equals_one_process(teacher_dir, tmp_path):
+    import numpy as np
+
+    from conftest import FILLER, TOPICS
+    from distributed_helpers import sharded_scoring
+    from kd.models.cross_encoder import CrossEncoder
+    from kd.teacher_cache import TeacherScoreCache, pair_key
+
+    queries = [q for _, q, _, _ in TOPICS for _ in range(3)]
+    documents = [d for _, _, _, d in TOPICS] + FILLER[:12] + [d for _, _, _, d in TOPICS][::-1]
+    queries, documents = queries + queries[:5], documents + documents[:5]  # repeated pairs are scored once
+    os_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        scored = sharded_scoring(str(teacher_dir), str(tmp_path / "two"), queries, documents, devices=2)
+    finally:
+        torch.set_num_threads(os_threads)
+    merged = TeacherScoreCache(tmp_path / "two", str(teacher_dir), "fp32", 48)
+    assert scored == 36 and len(merged) == 36
+    assert not list((tmp_path / "two" / "teacher_scores").glob("*.shard-*"))  # shards merged and removed
+
+    expected = CrossEncoder(str(teacher_dir), max_length=48).score(queries, documents)
+    got = np.array([merged.scores[pair_key(q, d)] for q, d in zip(queries, documents)])
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)

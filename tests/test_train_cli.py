@@ -14,7 +14,7 @@ import kd.config  # noqa: F401
 from kd.train_retrieval import run_training
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
-GROUPS = ["data", "teacher", "student", "loss", "optim", "trainer", "logger", "precision", "hparams_search"]
+GROUPS = ["data", "teacher", "student", "loss", "optim", "trainer", "logger", "precision", "hparams_search", "index"]
 
 
 def tiny_overrides(model_dir, beir_dir, out_dir, cache_dir):

@@ -19,6 +19,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from kd.errors import ConfigError
 from kd.io import atomic_open
 
 
@@ -26,7 +27,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     """``"i/n"`` -> (i, n) with 0 <= i < n."""
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
     if not match or not 0 <= int(match[1]) < int(match[2]):
-        raise ValueError(f"shard must be 'i/n' with 0 <= i < n (e.g. 0/4), got {text!r}")
+        raise ConfigError(f"shard must be 'i/n' with 0 <= i < n (e.g. 0/4), got {text!r}")
     return int(match[1]), int(match[2])
 
 
@@ -69,7 +70,7 @@ def load_shards(folder: str | Path, corpus: Mapping[str, str], fingerprint: str)
         raise FileNotFoundError(f"{folder}: no shard-*-of-*.npz files (run the shard encodings first)")
     counts = {int(re.search(r"-of-(\d+)", f.name)[1]) for f in files}
     if len(counts) != 1:
-        raise ValueError(f"{folder}: shards of different splits {sorted(counts)} are mixed; remove the stale ones")
+        raise ConfigError(f"{folder}: shards of different splits {sorted(counts)} are mixed; remove the stale ones")
     num_shards = counts.pop()
     missing = [i for i in range(num_shards) if not shard_path(folder, i, num_shards).is_file()]
     if missing:
@@ -80,10 +81,10 @@ def load_shards(folder: str | Path, corpus: Mapping[str, str], fingerprint: str)
         path = shard_path(folder, i, num_shards)
         with np.load(path, allow_pickle=False) as data:
             if str(data["fingerprint"]) != fingerprint:
-                raise ValueError(f"{path}: written for another corpus or encoder (fingerprint "
+                raise ConfigError(f"{path}: written for another corpus or encoder (fingerprint "
                                  f"{data['fingerprint']} != {fingerprint})")
             start, stop = shard_bounds(len(doc_ids), i, num_shards)
             if data["ids"].tolist() != doc_ids[start:stop]:
-                raise ValueError(f"{path}: its document ids are not the corpus slice [{start}, {stop})")
+                raise ConfigError(f"{path}: its document ids are not the corpus slice [{start}, {stop})")
             parts.append(torch.from_numpy(data["vectors"].astype(np.float32)))
     return torch.cat(parts)
