@@ -77,7 +77,17 @@ class RetrievalDistillationModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.teacher_seconds_per_epoch.append(self.teacher_seconds)
         self.log("train/teacher_seconds", self.teacher_seconds, on_epoch=True, on_step=False, reduce_fx="max")
-        if self.score_cache is not None and self.trainer.is_global_zero:
+        if self.score_cache is None:
+            return
+        if distributed.is_distributed():  # every rank scored its own new pairs: rank 0 merges them all
+            world, rank = distributed.world_size(), distributed.rank()
+            self.score_cache.write_shard(list(self.score_cache.scores), list(self.score_cache.scores.values()),
+                                         rank, world)
+            distributed.barrier()
+            if rank == 0:
+                self.score_cache.merge_shards(world)
+            distributed.barrier()
+        elif self.trainer.is_global_zero:
             self.score_cache.save()
 
     # ----------------------------------------------------------------------------------------- training

@@ -137,7 +137,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     with PeakMemory() as memory, Stopwatch() as fit_clock:
         trainer.fit(module, datamodule=datamodule)
     timings["fit_s"] = fit_clock.seconds
-    pairs = module.pairs_seen
+    pairs = module.pairs_seen * trainer.world_size  # every process trains on an equal share (distributed sampler)
     results["resources"] = {
         "peak_rss_mb": round(memory.peak_rss_mb, 1), "peak_cuda_mb": round(memory.peak_cuda_mb, 1),
         "train_pairs_per_s": round(pairs / max(fit_clock.seconds, 1e-9), 2),
@@ -145,6 +145,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         "teacher_cache": None if score_cache is None else {
             "pairs": len(score_cache), "hits": score_cache.hits, "misses": score_cache.misses},
         "train_pairs": pairs, "precision_student": str(trainer.precision), "precision_teacher": teacher.precision,
+        "processes": trainer.world_size, "train_steps": trainer.global_step,
     }
     results["train"] = {k.removeprefix("train/").removesuffix("_epoch"): float(v)
                         for k, v in trainer.callback_metrics.items() if k.startswith("train/") and k.endswith("_epoch")}
@@ -156,6 +157,8 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     results["data"] = {"docs": len(splits.corpus), "train_queries": len(splits.train_queries),
                        "eval_queries": len(splits.eval_queries), "train_examples": len(datamodule.train_set)}
 
+    if not trainer.is_global_zero:  # under DDP only rank 0 writes the outputs
+        return results
     if cfg.save_student:
         student.save(output_dir / "student")
     atomic_write_json(output_dir / "metrics.json", results)
