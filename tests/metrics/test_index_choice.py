@@ -18,20 +18,31 @@ def _clustered(size, dim=32, seed=0):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+@pytest.fixture
+def one_faiss_thread():
+    """FAISS on one thread: sharing torch's 2-thread OpenMP pool on a busy CPU makes k-means spin for seconds."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
+
+
 @pytest.mark.parametrize("option", sorted(p.stem for p in CONF_INDEX.glob("*.yaml")))
-def test_every_index_config_finds_the_exact_neighbours(option):
+def test_every_index_config_finds_the_exact_neighbours(option, one_faiss_thread):
     config = yaml.safe_load((CONF_INDEX / f"{option}.yaml").read_text())
     if option == "ivf_pq":
-        config.update(pq_m=8, pq_nbits=4)  # 8 must divide the 32 dims; 4 bits: 16 centroids train fast on 4000 points
-    docs, queries = _clustered(4000), _clustered(50, seed=1)
+        config.update(pq_m=8, pq_nbits=4)  # 8 must divide the 32 dims; 4 bits: 16 centroids train fast on 2000 points
+    docs, queries = _clustered(2000), _clustered(50, seed=1)
     exact = build_index(docs).search(queries, 10)[1]
     index = build_index(docs, config)
-    assert index.ntotal == 4000
+    assert index.ntotal == 2000
     assert type(index).__name__ == {"flat": "IndexFlat", "ivf_flat": "IndexIVFFlat", "ivf_pq": "IndexIVFPQ",
                                     "hnsw": "IndexHNSWFlat"}[option]
     recall = recall_vs_exact(index.search(queries, 10)[1], exact, 10)
-    assert recall >= (0.3 if option == "ivf_pq" else 0.9), recall  # 4-bit PQ scores are coarse; chance is 0.0025
-    run, _ = search(index, queries[:2], [f"d{i}" for i in range(4000)], ["a", "b"], k=5)
+    assert recall >= (0.3 if option == "ivf_pq" else 0.9), recall  # 4-bit PQ scores are coarse; chance is 0.005
+    run, _ = search(index, queries[:2], [f"d{i}" for i in range(2000)], ["a", "b"], k=5)
     assert len(run["a"]) == 5
 
 
