@@ -9,6 +9,8 @@ import time
 import lightning as L
 import torch
 
+from kd import distributed
+from kd.data.collate import known_positive_mask
 from kd.losses.distillation import DistillationLoss
 from kd.metrics.dense_search import build_index, search
 from kd.metrics.retrieval import retrieval_metrics
@@ -29,11 +31,18 @@ class RetrievalDistillationModule(L.LightningModule):
 
     The teacher is frozen: eval mode (kept so when Lightning switches the module to train mode), no
     gradients, and its parameters are not given to the optimizer.
+
+    Several processes (``trainer=ddp``): with ``gather_across_devices`` every rank gathers all ranks' query and
+    document embeddings (gradient flows back to its own shard), teacher scores and in-batch masks, and computes
+    the loss of the global batch, so the contrastive term has W·B·C in-batch documents and the 2-process loss
+    and (DDP-averaged) gradients equal one process on the concatenated batch (``kd/distributed.py``).
+    Validation then encodes 1/W of the corpus per rank and gathers the vectors and the per-rank queries.
+    ``index`` (a ``conf/index`` mapping or ``IndexSpec``; default flat) picks the FAISS index.
     """
 
     def __init__(self, student, teacher, loss: DistillationLoss, lr: float = 2e-5, weight_decay: float = 0.01,
                  warmup_ratio: float = 0.1, eval_k: int = 100, eval_batch_size: int = 64, score_cache=None,
-                 on_nonfinite: str = "stop"):
+                 on_nonfinite: str = "stop", gather_across_devices: bool = True, index=None):
         super().__init__()
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
@@ -58,6 +67,8 @@ class RetrievalDistillationModule(L.LightningModule):
         self.teacher_seconds_per_epoch: list[float] = []
         self._rng_to_restore = None  # RNG states from a checkpoint, applied at the first resumed batch
         self._loader_state_to_restore = None  # the training loader's position from a checkpoint (on_train_start)
+        self.gather_across_devices = gather_across_devices
+        self.index_spec = index
 
     # ----------------------------------------------------------------------------------------- modes
     def train(self, mode: bool = True):
@@ -85,7 +96,17 @@ class RetrievalDistillationModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.teacher_seconds_per_epoch.append(self.teacher_seconds)
         self.log("train/teacher_seconds", self.teacher_seconds, on_epoch=True, on_step=False, reduce_fx="max")
-        if self.score_cache is not None and self.trainer.is_global_zero:
+        if self.score_cache is None:
+            return
+        if distributed.is_distributed():  # every rank scored its own new pairs: rank 0 merges them all
+            world, rank = distributed.world_size(), distributed.rank()
+            self.score_cache.write_shard(list(self.score_cache.scores), list(self.score_cache.scores.values()),
+                                         rank, world)
+            distributed.barrier()
+            if rank == 0:
+                self.score_cache.merge_shards(world)
+            distributed.barrier()
+        elif self.trainer.is_global_zero:
             self.score_cache.save()
 
     # ----------------------------------------------------------------------------------------- checkpoints
@@ -138,7 +159,10 @@ class RetrievalDistillationModule(L.LightningModule):
         query_vectors = self.student(**batch["query"])  # [B, H]
         doc_vectors = self.student(**batch["docs"]).view(batch_size, candidates, -1)  # [B, C, H]
         teacher = self.teacher_scores(batch)  # [B, C]
-        terms = self.loss(query_vectors, doc_vectors, teacher, batch["in_batch_exclude"])
+        exclude = batch["in_batch_exclude"]
+        if self.gather_across_devices and distributed.is_distributed():
+            query_vectors, doc_vectors, teacher, exclude = self.gather_batch(query_vectors, doc_vectors, teacher, batch)
+        terms = self.loss(query_vectors, doc_vectors, teacher, exclude)
         self.pairs_seen += batch_size * candidates
         for name, value in terms.as_dict().items():
             if not torch.isfinite(value):
@@ -176,6 +200,20 @@ class RetrievalDistillationModule(L.LightningModule):
                                  f"{where}; stopping instead of training on it (optim.on_nonfinite=skip skips such "
                                  f"steps)")
 
+    @staticmethod
+    def gather_batch(query_vectors: torch.Tensor, doc_vectors: torch.Tensor, teacher: torch.Tensor, batch: dict):
+        """Local [B, H], [B, C, H], [B, C] -> the global batch [W·B, H], [W·B, C, H], [W·B, C] and its in-batch
+        exclusion mask [W·B, W·B·C] (rank order), as if one process had collated all ranks' examples."""
+        batch_size, candidates = doc_vectors.shape[:2]
+        all_doc_keys = distributed.gather_no_grad(batch["doc_keys"].to(doc_vectors.device), "doc_keys")
+        offset = distributed.rank() * batch_size
+        own_columns = (offset + torch.arange(batch_size, device=doc_vectors.device)) * candidates
+        local_rows = known_positive_mask(batch["positive_keys"], all_doc_keys, own_columns)  # [B, W·B·C]
+        return (distributed.gather_with_grad(query_vectors, "query embeddings"),
+                distributed.gather_with_grad(doc_vectors, "document embeddings"),
+                distributed.gather_no_grad(teacher, "teacher scores"),
+                distributed.gather_no_grad(local_rows, "in-batch masks"))
+
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup
 
@@ -192,9 +230,25 @@ class RetrievalDistillationModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         splits = self._eval_splits()
         self._doc_ids = list(splits.corpus)
-        vectors = self.student.encode([splits.corpus[d] for d in self._doc_ids], batch_size=self.eval_batch_size)
-        self._index = build_index(vectors)
+        self._index = build_index(self._encode_corpus_sharded([splits.corpus[d] for d in self._doc_ids]),
+                                  self.index_spec)
         self._eval_query_ids, self._eval_query_vectors = [], []
+
+    def _encode_corpus_sharded(self, texts: list[str]) -> torch.Tensor:
+        """[N, H]: each of the W ranks encodes its slice of the corpus, then the slices are gathered."""
+        from kd.metrics.corpus_shards import shard_bounds
+
+        world, rank = distributed.world_size(), distributed.rank()
+        start, stop = shard_bounds(len(texts), rank, world)
+        local = self.student.encode(texts[start:stop], batch_size=self.eval_batch_size)
+        if world == 1:
+            return local
+        longest = -(-len(texts) // world)  # slices differ by at most one: pad to the longest to gather
+        padded = torch.zeros(longest, local.shape[1], dtype=local.dtype)
+        padded[: len(local)] = local
+        gathered = distributed.gather_no_grad(padded.to(self.device), "corpus slices").cpu().view(world, longest, -1)
+        return torch.cat([gathered[r, : b - a] for r, (a, b) in
+                          enumerate(shard_bounds(len(texts), r, world) for r in range(world))])
 
     def validation_step(self, query_ids: list[str], batch_idx: int) -> None:
         queries = self._eval_splits().eval_queries
@@ -202,12 +256,19 @@ class RetrievalDistillationModule(L.LightningModule):
         self._eval_query_vectors.append(self.student.encode([queries[q] for q in query_ids], self.eval_batch_size))
 
     def on_validation_epoch_end(self) -> None:
-        if not self._eval_query_ids:
+        local_vectors = torch.cat(self._eval_query_vectors) if self._eval_query_vectors else torch.empty(0)
+        ids, vectors, seen = [], [], set()
+        for rank_ids, rank_vectors in distributed.gather_objects((self._eval_query_ids, local_vectors)):
+            for query_id, vector in zip(rank_ids, rank_vectors):
+                if query_id not in seen:  # the distributed sampler repeats queries to even out the ranks
+                    seen.add(query_id)
+                    ids.append(query_id)
+                    vectors.append(vector)
+        if not ids:
             return
-        vectors = torch.cat(self._eval_query_vectors)
-        run, _ = search(self._index, vectors, self._doc_ids, self._eval_query_ids, self.eval_k)
+        run, _ = search(self._index, torch.stack(vectors), self._doc_ids, ids, self.eval_k)
         self.last_eval_run = run
-        qrels = {q: self._eval_splits().eval_qrels[q] for q in self._eval_query_ids}
+        qrels = {q: self._eval_splits().eval_qrels[q] for q in ids}
         metrics = retrieval_metrics(run, qrels)
         self.log_dict({f"val/{k}": v for k, v in metrics.items()}, batch_size=len(run))
         self._index = None

@@ -87,6 +87,12 @@ class TeacherScoreCache:
             self.scores = {}
             os.replace(self.path, self.path.with_suffix(".corrupt"))
 
+    def reload(self) -> None:
+        """Read the file again (after another process merged shards into it); unsaved additions are dropped."""
+        self.scores = {}
+        self._dirty = False
+        self._load()
+
     def __len__(self) -> int:
         return len(self.scores)
 
@@ -108,6 +114,39 @@ class TeacherScoreCache:
         for key, value in zip(keys, values):
             self.scores[key] = float(value)
         self._dirty = self._dirty or len(keys) > 0
+
+    def shard_path(self, rank: int, world_size: int) -> Path:
+        """Where process ``rank`` of ``world_size`` writes the scores it computed (merged by ``merge_shards``)."""
+        return self.path.with_name(f"{self.key}.shard-{rank:03d}-of-{world_size:03d}.npz")
+
+    def write_shard(self, keys: Sequence[bytes], values: Sequence[float], rank: int, world_size: int) -> Path:
+        """Write one process's freshly scored pairs atomically to its own shard file."""
+        path = self.shard_path(rank, world_size)
+        with atomic_open(path, "wb") as handle:
+            np.savez(handle, keys=np.array(list(keys), dtype=f"S{KEY_BYTES}"),
+                     values=np.array(list(values), dtype=np.float32))
+        return path
+
+    def merge_shards(self, world_size: int) -> int:
+        """Add every process's shard to this cache, save it atomically, delete the shards; returns pairs added.
+
+        All ``world_size`` shards must exist (a missing one means a process failed: nothing is merged)."""
+        paths = [self.shard_path(rank, world_size) for rank in range(world_size)]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"teacher score shards missing: {', '.join(missing)}")
+        before = len(self.scores)
+        for path in paths:
+            with np.load(path, allow_pickle=False) as data:
+                keys, values = data["keys"], data["values"]
+                if keys.dtype != np.dtype(f"S{KEY_BYTES}") or keys.shape != values.shape or not np.isfinite(values).all():
+                    raise ValueError(f"{path}: not a teacher score shard (keys {keys.dtype}{keys.shape}, "
+                                     f"values {values.dtype}{values.shape})")
+                self.add(keys.tolist(), values.astype(float).tolist())
+        self.save()
+        for path in paths:
+            path.unlink()
+        return len(self.scores) - before
 
     def save(self) -> None:
         """Write the cache atomically (only when something was added)."""

@@ -143,10 +143,14 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     score_cache, student, datamodule = prepared.score_cache, prepared.student, prepared.datamodule
     timings = prepared.timings
     data = cfg.data
-    loss = DistillationLoss(**OmegaConf.to_container(cfg.loss, resolve=True))
+    loss_options = OmegaConf.to_container(cfg.loss, resolve=True)
+    gather = bool(loss_options.pop("gather_across_devices", True))
+    loss = DistillationLoss(**loss_options)
+    index = OmegaConf.to_container(cfg.index, resolve=True) if cfg.get("index") else None
     module = RetrievalDistillationModule(student, teacher, loss, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
                                          warmup_ratio=cfg.optim.warmup_ratio, eval_batch_size=data.eval_batch_size,
-                                         score_cache=score_cache, on_nonfinite=cfg.optim.get("on_nonfinite", "stop"))
+                                         score_cache=score_cache, on_nonfinite=cfg.optim.get("on_nonfinite", "stop"),
+                                         gather_across_devices=gather, index=index)
     logger = build_logger(cfg)
     checkpoints = checkpoint_callback(cfg.get("checkpoint", {}).get("every_n_train_steps"), output_dir)
     callbacks = [*instantiate(cfg.trainer.get("callbacks") or []), *([checkpoints] if checkpoints else [])]
@@ -167,7 +171,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     with PeakMemory() as memory, Stopwatch() as fit_clock:
         trainer.fit(module, datamodule=datamodule, ckpt_path=None if resume_from is None else str(resume_from))
     timings["fit_s"] = fit_clock.seconds
-    pairs = module.pairs_seen
+    pairs = module.pairs_seen * trainer.world_size  # every process trains on an equal share (distributed sampler)
     results["resources"] = {
         "peak_rss_mb": round(memory.peak_rss_mb, 1), "peak_cuda_mb": round(memory.peak_cuda_mb, 1),
         "train_pairs_per_s": round(pairs / max(fit_clock.seconds, 1e-9), 2),
@@ -176,6 +180,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
             "pairs": len(score_cache), "hits": score_cache.hits, "misses": score_cache.misses},
         "train_pairs": pairs, "skipped_batches": module.skipped_batches,
         "precision_student": str(trainer.precision), "precision_teacher": teacher.precision,
+        "processes": trainer.world_size, "train_steps": trainer.global_step,
     }
     results["train"] = {k.removeprefix("train/").removesuffix("_epoch"): float(v)
                         for k, v in trainer.callback_metrics.items() if k.startswith("train/") and k.endswith("_epoch")}
@@ -189,6 +194,8 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     results["data"] = {"docs": len(splits.corpus), "train_queries": len(splits.train_queries),
                        "eval_queries": len(splits.eval_queries), "train_examples": len(datamodule.train_set)}
 
+    if not trainer.is_global_zero:  # under DDP only rank 0 writes the outputs
+        return results
     if cfg.save_student:
         student.save(output_dir / "student")
     atomic_write_json(output_dir / "metrics.json", results)

@@ -90,3 +90,30 @@ def test_optuna_preset_runs_trials_and_reports_the_best(tiny_model_dir, tiny_bei
     assert best["best_value"] == pytest.approx(max(r["ndcg@10"] for r in rows))
     assert set(best["best_params"]) == {"loss.kl_weight", "loss.contrastive_weight", "loss.penalty_weight",
                                         "loss.teacher_temperature"}
+
+
+@pytest.mark.parametrize("launcher, gpus, tasks", [("slurm", 1, 1), ("slurm_ddp", 8, 8)])
+def test_slurm_launchers_compose_with_their_resources_and_group_jobs_for_wandb(launcher, gpus, tasks, tmp_path):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    import kd.config
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"hydra/launcher={launcher}", f"paths.output_dir={tmp_path}",
+                                                      f"hydra.sweep.dir={tmp_path}/sweep-7"],
+                      return_hydra_config=True)
+    launcher_cfg = cfg.hydra.launcher
+    assert launcher_cfg._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher_cfg.gpus_per_node, launcher_cfg.tasks_per_node, launcher_cfg.nodes) == (gpus, tasks, 1)
+    assert launcher_cfg.cpus_per_task == 8 and launcher_cfg.mem_gb >= 32 and launcher_cfg.timeout_min >= 240
+    with open_dict(cfg):
+        cfg.hydra.mode = RunMode.MULTIRUN
+        cfg.hydra.job.num = 3
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert kd.config.sweep_group() == "sweep-7" and kd.config.job_name("x") == "sweep-7-job3"
+    finally:
+        HydraConfig.instance().cfg = None

@@ -100,3 +100,19 @@ def test_precompute_fills_the_cache_then_training_scores_nothing_new(tiny_model_
     assert fill_cache(cfg)["scored"] == 0  # all cached now
     results = run_training(cfg)
     assert results["resources"]["teacher_cache"]["misses"] == 0
+
+
+def test_shards_of_every_process_merge_into_the_cache_or_nothing_merges(tmp_path):
+    import pytest
+
+    cache = _cache(tmp_path)
+    cache.add([b"a" * 12], [0.1])
+    cache.write_shard([b"b" * 12, b"a" * 12], [0.2, 0.1], rank=0, world_size=2)
+    with pytest.raises(FileNotFoundError, match="shard-001-of-002"):
+        cache.merge_shards(2)  # rank 1 never wrote: nothing is merged
+    assert len(cache) == 1 and not cache.path.exists()
+    cache.write_shard([b"c" * 12], [0.3], rank=1, world_size=2)
+    assert cache.merge_shards(2) == 2
+    reloaded = _cache(tmp_path)
+    assert reloaded.scores == pytest.approx({b"a" * 12: 0.1, b"b" * 12: 0.2, b"c" * 12: 0.3})  # float32 on disk
+    assert not list(cache.path.parent.glob("*.shard-*"))

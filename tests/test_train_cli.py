@@ -15,7 +15,7 @@ from kd.train_retrieval import run_training
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 GROUPS = ["data", "teacher", "student", "loss", "optim", "trainer", "logger", "checkpoint", "precision",
-          "hparams_search"]
+          "hparams_search", "index"]
 
 
 def tiny_overrides(model_dir, beir_dir, out_dir, cache_dir):

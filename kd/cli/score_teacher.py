@@ -5,6 +5,11 @@ epoch-0 random negatives) in length-sorted batches, and saves the cache. Later r
 with the same teacher, precision and max length read the scores instead of running the teacher.
 
     kd-score-teacher data=scifact            # then: kd-train data=scifact
+    kd-score-teacher data=scifact trainer=ddp trainer.devices=8   # sharded over 8 GPUs / processes
+
+Scoring runs through ``Trainer.predict`` (``kd/teacher_scoring.py``): with several devices each process scores
+a disjoint share of the pairs and writes its own shard, and rank 0 merges the shards into the one cache file.
+(The teacher filter of mined negatives runs before that, in each process, during data setup.)
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 def fill_cache(cfg: DictConfig) -> dict[str, float]:
     """Returns pairs scored, pairs already cached and seconds."""
+    from hydra.utils import instantiate
+
     from kd.errors import ConfigError
     from kd.resources import Stopwatch
-    from kd.teacher_cache import score_with_cache
+    from kd.teacher_scoring import score_pairs_sharded
     from kd.train_retrieval import prepare
 
     prepared = prepare(cfg)
@@ -34,14 +41,15 @@ def fill_cache(cfg: DictConfig) -> dict[str, float]:
     items = [datamodule.train_set[(i, 0)] for i in range(len(datamodule.train_set))]
     queries = [item["query"] for item in items for _ in item["docs"]]
     documents = [doc for item in items for doc in item["docs"]]
-    before_misses = prepared.score_cache.misses
+    prepared.score_cache.save()  # pairs the teacher filter scored while mining
+    trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
     with Stopwatch() as clock:
-        score_with_cache(prepared.score_cache, prepared.teacher, queries, documents,
-                         batch_size=cfg.teacher.score_batch_size)
-    prepared.score_cache.save()
-    scored = prepared.score_cache.misses - before_misses
-    print(f"teacher score cache {prepared.score_cache.path}: {len(queries)} pairs, {scored} scored now "
-          f"({scored / max(clock.seconds, 1e-9):.1f} pairs/s), {len(queries) - scored} already cached, "
+        scored = score_pairs_sharded(trainer, prepared.teacher, prepared.score_cache, queries, documents,
+                                     batch_size=cfg.teacher.score_batch_size)
+    if not trainer.is_global_zero:
+        return {"pairs": len(queries), "scored": scored, "seconds": clock.seconds}
+    print(f"teacher score cache {prepared.score_cache.path}: {len(queries)} pairs, {scored} distinct pairs scored "
+          f"now over {trainer.world_size} process(es) ({scored / max(clock.seconds, 1e-9):.1f} pairs/s), "
           f"{len(prepared.score_cache)} in the cache")
     return {"pairs": len(queries), "scored": scored, "seconds": clock.seconds}
 

@@ -13,11 +13,12 @@ from kd.metrics.retrieval import Qrels, retrieval_metrics
 
 def dense_retrieve(encoder, corpus: Mapping[str, str], queries: Mapping[str, str], k: int = 100,
                    batch_size: int = 64, doc_embeddings: torch.Tensor | None = None,
-                   show_progress: bool = False) -> tuple[dict[str, list[str]], dict[str, float]]:
+                   show_progress: bool = False, index=None) -> tuple[dict[str, list[str]], dict[str, float]]:
     """Rank the corpus for each query with ``encoder`` (a ``BiEncoder``).
 
     Returns (run: query_id -> top-k doc ids, timings in seconds: ``encode_corpus_s``, ``encode_queries_s``,
-    ``search_s``). Pass ``doc_embeddings`` [N, H] (in ``corpus`` order) to skip encoding the corpus.
+    ``build_index_s``, ``search_s``). Pass ``doc_embeddings`` [N, H] (in ``corpus`` order) to skip encoding the
+    corpus; ``index`` (``IndexSpec`` or a ``conf/index`` mapping; default flat) picks the FAISS index.
     """
     doc_ids = list(corpus)
     query_ids = list(queries)
@@ -30,17 +31,21 @@ def dense_retrieve(encoder, corpus: Mapping[str, str], queries: Mapping[str, str
     query_embeddings = encoder.encode([queries[q] for q in query_ids], batch_size=batch_size)
     timings["encode_queries_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    run, _ = search(build_index(doc_embeddings), query_embeddings, doc_ids, query_ids, k)
+    built = build_index(doc_embeddings, index)
+    timings["build_index_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    run, _ = search(built, query_embeddings, doc_ids, query_ids, k)
     timings["search_s"] = time.perf_counter() - start
     return run, timings
 
 
 def evaluate_bi_encoder(encoder, corpus: Mapping[str, str], queries: Mapping[str, str], qrels: Qrels,
-                        k: int = 100, batch_size: int = 64, show_progress: bool = False
-                        ) -> tuple[dict[str, float], dict[str, list[str]]]:
+                        k: int = 100, batch_size: int = 64, show_progress: bool = False, index=None,
+                        doc_embeddings: torch.Tensor | None = None) -> tuple[dict[str, float], dict[str, list[str]]]:
     """Metrics (recall@1/10/100, mrr@10, ndcg@10) of ``encoder`` and its run (top-``k`` per query)."""
     judged = {q: queries[q] for q in qrels if q in queries}
-    run, _ = dense_retrieve(encoder, corpus, judged, k=k, batch_size=batch_size, show_progress=show_progress)
+    run, _ = dense_retrieve(encoder, corpus, judged, k=k, batch_size=batch_size, show_progress=show_progress,
+                            index=index, doc_embeddings=doc_embeddings)
     return retrieval_metrics(run, qrels), run
 
 

@@ -1,0 +1,66 @@
+"""1 process vs. N DDP processes on this machine: training throughput and sharded corpus encoding, side by side.
+
+Runs ``kd-train`` once per process count (one torch thread per process, ``OMP_NUM_THREADS=1``), each in its own
+output folder, with validation only after training (so ``fit_s`` is training alone), and reads ``metrics.json``:
+training steps/s, query groups/s and pairs/s (all processes together; under DDP one step trains
+N x data.batch_size query groups), and the final evaluation's time (its corpus encoding is split over the
+processes). Same data, teacher (scores cached), seed and epochs in every run.
+
+    python scripts/benchmark_ddp.py --processes 1,2 -- data=scifact_mini
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def run(processes: int, overrides: list[str], out_dir: Path) -> dict:
+    trainer = ["trainer=cpu"] if processes == 1 else ["trainer=ddp", "trainer.accelerator=cpu",
+                                                     f"trainer.devices={processes}"]
+    command = [sys.executable, "-m", "kd.cli.train", *trainer, "logger=csv", "eval_before=false",
+               "save_student=false", "+trainer.check_val_every_n_epoch=1000", f"hydra.run.dir={out_dir}", *overrides]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    res, timings = metrics["resources"], metrics["timings"]
+    return {"processes": processes, "steps": res["train_steps"], "fit_s": timings["fit_s"],
+            "steps_per_s": res["train_steps"] / timings["fit_s"], "pairs_per_s": res["train_pairs_per_s"],
+            "pairs": res["train_pairs"], "eval_after_s": timings["eval_after_s"],
+            "ndcg@10": metrics["after"]["ndcg@10"], "wall_s": wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--processes", default="1,2")
+    parser.add_argument("--candidates", type=int, default=4, help="1 positive + data.num_negatives per group")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="kd-ddp-bench-") as tmp:
+        for n in [int(p) for p in args.processes.split(",")]:
+            row = run(n, args.overrides, Path(tmp) / f"p{n}")
+            row["groups_per_s"] = row["pairs_per_s"] / args.candidates
+            rows.append(row)
+            print(row, flush=True)
+    base = rows[0]
+    print("\n| processes | train steps | fit s | steps/s | groups/s | pairs/s | speed-up (pairs/s) | final eval s "
+          "| nDCG@10 |\n|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['processes']} | {r['steps']} | {r['fit_s']:.1f} | {r['steps_per_s']:.3f} | {r['groups_per_s']:.2f} "
+              f"| {r['pairs_per_s']:.2f} | {r['pairs_per_s'] / base['pairs_per_s']:.2f}x | {r['eval_after_s']:.1f} "
+              f"| {r['ndcg@10']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
