@@ -72,3 +72,27 @@ def test_sharded_teacher_scoring_over_two_processes_equals_one_process(teacher_d
     expected = CrossEncoder(str(teacher_dir), max_length=48).score(queries, documents)
     got = np.array([merged.scores[pair_key(q, d)] for q, d in zip(queries, documents)])
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_kd_train_with_ddp_over_two_cpu_processes_end_to_end(tiny_model_dir, tiny_beir_dir, tmp_path):
+    """The real command: 8 training examples, 2 processes x 2 per batch = 2 steps per epoch, 2 epochs."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from test_train_cli import tiny_overrides
+
+    out = tmp_path / "ddp"
+    overrides = [o for o in tiny_overrides(tiny_model_dir, tiny_beir_dir, out, tmp_path / "cache")
+                 if not o.startswith(("paths.output_dir", "trainer.max_epochs"))]
+    overrides += ["data.batch_size=2", "trainer.max_epochs=2", "trainer=ddp", "trainer.devices=2",
+                  "trainer.accelerator=cpu", f"hydra.run.dir={out}"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "kd.cli.train", *overrides], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resources"]["processes"] == 2 and metrics["resources"]["train_steps"] == 4
+    assert metrics["after"]["recall@10"] > 10 / 32  # better than a random ranking of the 32 documents

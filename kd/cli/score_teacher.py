@@ -42,7 +42,8 @@ def fill_cache(cfg: DictConfig) -> dict[str, float]:
     queries = [item["query"] for item in items for _ in item["docs"]]
     documents = [doc for item in items for doc in item["docs"]]
     prepared.score_cache.save()  # pairs the teacher filter scored while mining
-    trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+    # the predict loop's pairs are split by Lightning's distributed sampler (training uses kd's own: see conf/trainer)
+    trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False, use_distributed_sampler=True)
     with Stopwatch() as clock:
         scored = score_pairs_sharded(trainer, prepared.teacher, prepared.score_cache, queries, documents,
                                      batch_size=cfg.teacher.score_batch_size)

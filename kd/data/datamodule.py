@@ -119,13 +119,23 @@ class RetrievalDataModule(L.LightningDataModule):
     def train_dataloader(self) -> ResumableDataLoader:
         """Seeded per-epoch order; resumable mid-epoch (its position is saved in Lightning checkpoints)."""
         assert self.train_set is not None, "call setup('fit') first"
+        world, rank = self.process_share()
+        sampler = EpochSampler(len(self.train_set), self.seed, num_replicas=world, rank=rank)
         return ResumableDataLoader(
-            self.train_set, batch_size=self.batch_size, sampler=EpochSampler(len(self.train_set), self.seed),
-            collate_fn=self.collator(), num_workers=self.num_workers, drop_last=len(self.train_set) > self.batch_size,
+            self.train_set, batch_size=self.batch_size, sampler=sampler, collate_fn=self.collator(),
+            num_workers=self.num_workers, drop_last=len(sampler) > self.batch_size,
             persistent_workers=self.num_workers > 0,
         )
 
+    def process_share(self) -> tuple[int, int]:
+        """(number of data-parallel processes, this process's rank): (1, 0) outside a distributed run."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
+
     def val_dataloader(self) -> DataLoader:
-        """Batches of eval query ids (lists of str); the module encodes the corpus itself."""
-        return DataLoader(list(self.splits.eval_queries), batch_size=self.eval_batch_size, shuffle=False,
-                          collate_fn=list)
+        """Batches of eval query ids (lists of str; each process its share); the module encodes the corpus."""
+        world, rank = self.process_share()
+        return DataLoader(list(self.splits.eval_queries)[rank::world], batch_size=self.eval_batch_size,
+                          shuffle=False, collate_fn=list)

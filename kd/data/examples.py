@@ -87,12 +87,21 @@ class EpochSampler(Sampler):
     ``(seed, epoch)``, so a resumed run can skip the examples it already trained on: ``resume_at(epoch, start)``
     makes the next iteration of ``epoch`` begin at position ``start`` (once; later epochs start at 0).
     ``len()`` stays the full epoch so Lightning's batch counting lines up with the restored progress.
+
+    Under data parallelism (``num_replicas`` processes) process ``rank`` takes every ``num_replicas``-th example
+    of the epoch's order, starting at ``rank``; the order is cut to a multiple of ``num_replicas`` so every
+    process trains the same number of steps (kd shards itself instead of Lightning's DistributedSampler, which
+    would hide ``set_epoch`` and the resume position behind a wrapper; hence ``use_distributed_sampler: false``).
     """
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True):
+    def __init__(self, size: int, seed: int, shuffle: bool = True, num_replicas: int = 1, rank: int = 0):
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
         self.size = size
         self.seed = seed
         self.shuffle = shuffle
+        self.num_replicas = num_replicas
+        self.rank = rank
         self.epoch = 0
         self._resume: tuple[int, int] | None = None  # (epoch, start position) for the next iteration
 
@@ -100,20 +109,22 @@ class EpochSampler(Sampler):
         self.epoch = epoch
 
     def resume_at(self, epoch: int, start: int) -> None:
-        """Begin the next iteration of ``epoch`` at position ``start`` (0 <= start <= size)."""
-        if not 0 <= start <= self.size:
-            raise ValueError(f"resume position {start} is outside an epoch of {self.size} examples")
+        """Begin the next iteration of ``epoch`` at position ``start`` of this process's share (0..len)."""
+        if not 0 <= start <= len(self):
+            raise ValueError(f"resume position {start} is outside an epoch of {len(self)} examples")
         self._resume = (epoch, start)
 
     def __len__(self) -> int:
-        return self.size
+        return self.size // self.num_replicas
 
     def order(self, epoch: int) -> list[int]:
-        """The example indices of ``epoch`` in training order."""
-        if not self.shuffle:
-            return list(range(self.size))
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.size, generator=generator).tolist()
+        """The example indices this process trains on in ``epoch``, in training order."""
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            everything = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            everything = list(range(self.size))
+        return everything[: len(self) * self.num_replicas][self.rank:: self.num_replicas]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         start = 0

@@ -65,3 +65,22 @@ def test_state_counts_skipped_batches_so_a_second_kill_resumes_correctly():
 def test_a_position_past_the_epoch_is_refused():
     with pytest.raises(ValueError, match="outside an epoch of 10"):
         EpochSampler(10, seed=0).resume_at(0, 11)
+
+
+def test_processes_get_disjoint_equal_shares_of_each_epoch():
+    shares = [EpochSampler(11, seed=3, num_replicas=3, rank=r) for r in range(3)]
+    for sampler in shares:
+        sampler.set_epoch(2)
+    orders = [[i for i, epoch in sampler] for sampler in shares]
+    assert [len(o) for o in orders] == [3, 3, 3] and all(len(s) == 3 for s in shares)
+    assert len(set().union(*orders)) == 9  # disjoint; the epoch's last 11 % 3 = 2 examples are left out
+    whole = EpochSampler(11, seed=3).order(2)
+    assert [i for o in zip(*orders) for i in o] == whole[:9]  # rank r takes positions r, r+3, ... of one order
+
+
+def test_a_process_resumes_within_its_own_share():
+    full = EpochSampler(12, seed=5, num_replicas=2, rank=1)
+    expected = full.order(0)
+    resumed = EpochSampler(12, seed=5, num_replicas=2, rank=1)
+    resumed.resume_at(0, 4)
+    assert [i for i, _ in resumed] == expected[4:]
