@@ -85,8 +85,8 @@ class RetrievalDistillationModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         batch_size, candidates = len(batch["query_ids"]), batch["num_candidates"]
-        query_vectors = self.student(**batch["query"])  # [B, H]
-        doc_vectors = self.student(**batch["docs"]).view(batch_size, candidates, -1)  # [B, C, H]
+        query_vectors = self.student.embed(batch["query"])  # [B, H]
+        doc_vectors = self.student.embed(batch["docs"]).view(batch_size, candidates, -1)  # [B, C, H]
         teacher = self.teacher_scores(batch)  # [B, C]
         terms = self.loss(query_vectors, doc_vectors, teacher, batch["in_batch_exclude"])
         self.pairs_seen += batch_size * candidates
