@@ -55,6 +55,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cache-epochs", type=int, default=3)
     parser.add_argument("--eval-docs", type=int, default=1000, help="corpus documents in the evaluation timing")
     parser.add_argument("--eval-max-length", type=int, default=256)
+    parser.add_argument("--cache-repeats", type=int, default=1)
+    parser.add_argument("--eval-repeats", type=int, default=3)
+    parser.add_argument("--buckets", action="store_true", help="also time kd with length-bucketed batches")
     parser.add_argument("--parts", default="train,cache,eval")
     parser.add_argument("--out", default=str(REPO / "outputs" / "benchmark_throughput.md"))
     return parser.parse_args(argv)
@@ -233,9 +236,10 @@ def main(argv: list[str]) -> None:
         variants = {
             "kd (pre-tokenised, documents in length groups of 16)": dict(pretokenize=True, doc_group_size=16),
             "kd (plain: tokenise per batch, pad to the longest)": dict(pretokenize=False, doc_group_size=None),
-            "kd (pre-tokenised, length groups, length-bucketed batches)": dict(
-                pretokenize=True, doc_group_size=16, length_buckets=True),
         }
+        if args.buckets:
+            variants["kd (pre-tokenised, length groups, length-bucketed batches)"] = dict(
+                pretokenize=True, doc_group_size=16, length_buckets=True)
         for repeat in range(args.repeats):  # interleaved, so a slow spell of the machine hits every row
             for name, options in variants.items():
                 steps, _, _ = kd_step_times(cfg, prepared, total, prepared.score_cache, **options)
@@ -256,7 +260,7 @@ def main(argv: list[str]) -> None:
         subset = copy.copy(train_set)
         subset.examples = train_set.examples[: args.cache_groups]
         results: dict[str, list[tuple[list[float], list[float]]]] = {}
-        for repeat in range(args.repeats):
+        for repeat in range(args.cache_repeats):
             with tempfile.TemporaryDirectory() as folder:
                 cache = TeacherScoreCache(folder, prepared.teacher_path, cfg.precision.teacher, cfg.teacher.max_length)
                 _, epochs, teacher = kd_step_times(cfg, prepared, 0, cache, train_set=subset, epochs=args.cache_epochs,
@@ -272,7 +276,7 @@ def main(argv: list[str]) -> None:
         lines += [f"### Teacher score cache: per-epoch time\n\n{args.cache_groups} groups per epoch "
                   f"({args.cache_groups // args.batch_size} steps), {args.cache_epochs} epochs, teacher max length "
                   f"{cfg.teacher.max_length}; the random negative of each group is redrawn every epoch, so later "
-                  f"epochs still score those new pairs. Median of {args.repeats} runs.\n",
+                  f"epochs still score those new pairs. Median of {args.cache_repeats} run(s).\n",
                   f"| teacher scores | {header} |", "|---|" + "---|" * args.cache_epochs]
         for name, runs in results.items():
             cells = []
@@ -283,13 +287,13 @@ def main(argv: list[str]) -> None:
 
     if "eval" in parts:
         timings: dict[str, list[float]] = {}
-        for _ in range(args.repeats):
+        for _ in range(args.eval_repeats):
             for k, v in eval_times(cfg, prepared.splits, args.eval_docs, args.eval_max_length).items():
                 timings.setdefault(k, []).append(v)
         med = {k: _median(v) for k, v in timings.items()}
         lines += [f"### Evaluation\n\n{args.eval_docs} SciFact abstracts, {len(prepared.splits.eval_queries)} test "
                   f"claims, max length {args.eval_max_length}, batch 64, exact FAISS inner-product index, top-100. "
-                  f"Median of {args.repeats} runs.\n",
+                  f"Median of {args.eval_repeats} runs.\n",
                   "| stage | seconds | docs/s |", "|---|---|---|",
                   f"| corpus encode, kd (batches sorted by token length) | {med['encode_sorted_s']:.1f} | "
                   f"{args.eval_docs / med['encode_sorted_s']:.1f} |",
