@@ -81,7 +81,7 @@ def kd_step_times(cfg, prepared, total_steps: int, score_cache, train_set=None, 
                   length_buckets: bool = False) -> tuple[list[float], list[float], list[float]]:
     """Train a fresh student with kd for ``total_steps`` steps (or ``epochs`` epochs when ``total_steps`` is 0).
 
-    Returns (step durations s, epoch durations s, teacher seconds per epoch).
+    Returns (per step (wall s, process CPU s), epoch wall durations s, teacher seconds per epoch).
     """
     import lightning as L
     from hydra.utils import instantiate
@@ -100,10 +100,10 @@ def kd_step_times(cfg, prepared, total_steps: int, score_cache, train_set=None, 
         def on_train_epoch_start(self, trainer, module):
             self._epoch_start = time.perf_counter()
             if not self.marks:
-                self.marks.append(self._epoch_start)
+                self.marks.append((self._epoch_start, time.process_time()))
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            self.marks.append(time.perf_counter())
+            self.marks.append((time.perf_counter(), time.process_time()))
 
         def on_train_epoch_end(self, trainer, module):
             self.epochs.append(time.perf_counter() - self._epoch_start)
@@ -130,13 +130,13 @@ def kd_step_times(cfg, prepared, total_steps: int, score_cache, train_set=None, 
     trainer = instantiate(cfg.trainer, logger=False, limit_val_batches=0, enable_progress_bar=False,
                           callbacks=[clock], **limits)
     trainer.fit(module, datamodule=datamodule)
-    steps = [b - a for a, b in zip(clock.marks, clock.marks[1:])]
+    steps = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(clock.marks, clock.marks[1:])]
     return steps, clock.epochs, list(module.teacher_seconds_per_epoch)
 
 
 # ------------------------------------------------------------------------------------------------ ST training
 def st_step_times(cfg, groups: list[dict], scores: torch.Tensor, total_steps: int) -> list[float]:
-    """Train a fresh ST model with ``SentenceTransformerTrainer`` + ``DistillKLDivLoss``; step durations (s)."""
+    """Train a fresh ST model with ``SentenceTransformerTrainer`` + ``DistillKLDivLoss``; per step (wall s, CPU s)."""
     from datasets import Dataset
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
                                        SentenceTransformerTrainingArguments)
@@ -150,10 +150,10 @@ def st_step_times(cfg, groups: list[dict], scores: torch.Tensor, total_steps: in
             self.marks: list[float] = []
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self.marks.append(time.perf_counter())
+            self.marks.append((time.perf_counter(), time.process_time()))
 
         def on_step_end(self, args, state, control, **kwargs):
-            self.marks.append(time.perf_counter())
+            self.marks.append((time.perf_counter(), time.process_time()))
 
     candidates = len(groups[0]["docs"])
     columns: dict[str, list] = {"query": [g["query"] for g in groups], "positive": [g["docs"][0] for g in groups]}
@@ -175,7 +175,7 @@ def st_step_times(cfg, groups: list[dict], scores: torch.Tensor, total_steps: in
     clock = Clock()
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[clock])
     trainer.train()
-    return [b - a for a, b in zip(clock.marks, clock.marks[1:])]
+    return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(clock.marks, clock.marks[1:])]
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -232,7 +232,8 @@ def main(argv: list[str]) -> None:
               f"median of {args.repeats} runs")
 
     if "train" in parts:
-        rows: dict[str, list[float]] = {}
+        wall: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
         variants = {
             "kd (pre-tokenised, documents in length groups of 16)": dict(pretokenize=True, doc_group_size=16),
             "kd (plain: tokenise per batch, pad to the longest)": dict(pretokenize=False, doc_group_size=None),
@@ -240,48 +241,60 @@ def main(argv: list[str]) -> None:
         if args.buckets:
             variants["kd (pre-tokenised, length groups, length-bucketed batches)"] = dict(
                 pretokenize=True, doc_group_size=16, length_buckets=True)
+        st_name = "ST SentenceTransformerTrainer + DistillKLDivLoss"
         for repeat in range(args.repeats):  # interleaved, so a slow spell of the machine hits every row
-            for name, options in variants.items():
-                steps, _, _ = kd_step_times(cfg, prepared, total, prepared.score_cache, **options)
-                rows.setdefault(name, []).append(_median(steps[args.warmup:]))
-            steps = st_step_times(cfg, groups, scores, total)
-            rows.setdefault("ST SentenceTransformerTrainer + DistillKLDivLoss", []).append(_median(steps[args.warmup:]))
-            print(f"repeat {repeat}: " + ", ".join(f"{k[:30]}: {v[-1]:.2f} s/step" for k, v in rows.items()), flush=True)
-        st = _median(rows["ST SentenceTransformerTrainer + DistillKLDivLoss"])
-        lines += [f"### Training throughput\n\n{config}.\n",
-                  "| trainer | s/step | query groups/s | pairs/s | speed vs ST | runs (s/step) |", "|---|---|---|---|---|---|"]
-        for name, values in rows.items():
-            step = _median(values)
-            lines.append(f"| {name} | {step:.2f} | {args.batch_size / step:.2f} | {args.batch_size * candidates / step:.1f} "
-                         f"| {st / step:.2f}x | {', '.join(f'{v:.2f}' for v in values)} |")
+            runs = {name: kd_step_times(cfg, prepared, total, prepared.score_cache, **options)[0]
+                    for name, options in variants.items()}
+            runs[st_name] = st_step_times(cfg, groups, scores, total)
+            for name, steps in runs.items():
+                wall.setdefault(name, []).append(_median([w for w, _ in steps[args.warmup:]]))
+                cpu.setdefault(name, []).append(_median([c for _, c in steps[args.warmup:]]))
+            print(f"repeat {repeat}: " + ", ".join(f"{k[:30]}: {wall[k][-1]:.2f} s/step wall, {cpu[k][-1]:.2f} CPU s"
+                                                   for k in wall), flush=True)
+        st_wall, st_cpu = _median(wall[st_name]), _median(cpu[st_name])
+        lines += [f"### Training throughput\n\n{config}. Wall time is what a user waits; process CPU time (all "
+                  f"threads) is the work done, robust when other jobs share the cores.\n",
+                  "| trainer | wall s/step | query groups/s | pairs/s | speed vs ST (wall) | CPU s/step | speed vs ST "
+                  "(CPU) | runs: wall s/step |", "|---|---|---|---|---|---|---|---|"]
+        for name in wall:
+            step, work = _median(wall[name]), _median(cpu[name])
+            lines.append(f"| {name} | {step:.2f} | {args.batch_size / step:.2f} | {args.batch_size * candidates / step:.1f}"
+                         f" | {st_wall / step:.2f}x | {work:.2f} | {st_cpu / work:.2f}x | "
+                         f"{', '.join(f'{v:.2f}' for v in wall[name])} |")
         lines.append("")
 
     if "cache" in parts:
         subset = copy.copy(train_set)
         subset.examples = train_set.examples[: args.cache_groups]
-        results: dict[str, list[tuple[list[float], list[float]]]] = {}
+        per_epoch = max(1, args.cache_groups // args.batch_size)
+        results: dict[str, list[tuple[list[float], list[float], list[float]]]] = {}
+
+        def epoch_cpu(steps):
+            return [sum(c for _, c in steps[e * per_epoch : (e + 1) * per_epoch]) for e in range(args.cache_epochs)]
+
         for repeat in range(args.cache_repeats):
             with tempfile.TemporaryDirectory() as folder:
                 cache = TeacherScoreCache(folder, prepared.teacher_path, cfg.precision.teacher, cfg.teacher.max_length)
-                _, epochs, teacher = kd_step_times(cfg, prepared, 0, cache, train_set=subset, epochs=args.cache_epochs,
+                steps, epochs, teacher = kd_step_times(cfg, prepared, 0, cache, train_set=subset,
+                                                       epochs=args.cache_epochs, doc_group_size=16)
+            results.setdefault("kd with the score cache (empty at start)", []).append((epochs, teacher, epoch_cpu(steps)))
+            steps, epochs, teacher = kd_step_times(cfg, prepared, 0, None, train_set=subset, epochs=args.cache_epochs,
                                                    doc_group_size=16)
-            results.setdefault("kd with the score cache (empty at start)", []).append((epochs, teacher))
-            _, epochs, teacher = kd_step_times(cfg, prepared, 0, None, train_set=subset, epochs=args.cache_epochs,
-                                               doc_group_size=16)
-            results.setdefault("kd recomputing the teacher every step", []).append((epochs, teacher))
+            results.setdefault("kd recomputing the teacher every step", []).append((epochs, teacher, epoch_cpu(steps)))
             print(f"repeat {repeat}: " + "; ".join(f"{k}: epochs {[round(x, 1) for x in v[-1][0]]} teacher "
-                                                   f"{[round(x, 1) for x in v[-1][1]]}" for k, v in results.items()),
-                  flush=True)
-        header = " | ".join(f"epoch {e} s (teacher s)" for e in range(args.cache_epochs))
+                                                   f"{[round(x, 1) for x in v[-1][1]]} CPU {[round(x, 1) for x in v[-1][2]]}"
+                                                   for k, v in results.items()), flush=True)
+        header = " | ".join(f"epoch {e}: wall s (teacher s) / CPU s" for e in range(args.cache_epochs))
         lines += [f"### Teacher score cache: per-epoch time\n\n{args.cache_groups} groups per epoch "
-                  f"({args.cache_groups // args.batch_size} steps), {args.cache_epochs} epochs, teacher max length "
+                  f"({per_epoch} steps), {args.cache_epochs} epochs, teacher max length "
                   f"{cfg.teacher.max_length}; the random negative of each group is redrawn every epoch, so later "
                   f"epochs still score those new pairs. Median of {args.cache_repeats} run(s).\n",
                   f"| teacher scores | {header} |", "|---|" + "---|" * args.cache_epochs]
         for name, runs in results.items():
             cells = []
             for e in range(args.cache_epochs):
-                cells.append(f"{_median([r[0][e] for r in runs]):.1f} ({_median([r[1][e] for r in runs]):.1f})")
+                cells.append(f"{_median([r[0][e] for r in runs]):.1f} ({_median([r[1][e] for r in runs]):.1f}) / "
+                             f"{_median([r[2][e] for r in runs]):.1f}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
 
