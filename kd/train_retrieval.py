@@ -119,6 +119,8 @@ def prepare(cfg: DictConfig) -> Prepared:
         mining=data.mining, mining_depth=data.mining_depth, teacher_filter=data.teacher_filter,
         false_negative_margin=data.false_negative_margin, batch_size=data.batch_size,
         eval_batch_size=data.eval_batch_size, num_workers=data.num_workers, seed=cfg.seed, score_cache=score_cache,
+        pretokenize=data.get("pretokenize", True), length_buckets=data.get("length_buckets", False),
+        doc_group_size=data.get("doc_group_size", None),
     )
     return Prepared(splits, teacher_path, teacher, score_cache, student, datamodule, timings)
 

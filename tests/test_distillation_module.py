@@ -39,6 +39,7 @@ def test_teacher_is_frozen_and_never_optimised(tiny_model_dir, tiny_splits):
     optimised = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
     assert not optimised & {id(p) for p in teacher.parameters()}
     assert optimised == {id(p) for p in student.parameters()}
+    assert trainer.optimizers[0].defaults["fused"] is True  # one fused AdamW kernel, not a per-tensor loop
     module.train()
     assert module.student.training and not teacher.training
 

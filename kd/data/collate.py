@@ -36,7 +36,9 @@ class DistillationCollator:
 
     Output keys:
       - ``query_ids`` [B] and ``doc_ids`` [B*C] (lists of str)
-      - ``query``: student tokens, each tensor [B, Lq]; ``docs``: student tokens [B*C, Ld]
+      - ``query``: student tokens, each tensor [B, Lq]; ``docs``: student tokens [B*C, Ld], or with
+        ``doc_group_size`` a ``LengthGroups`` (the B*C documents sorted by length, padded per group of that size;
+        ``BiEncoder.embed`` returns their vectors in input order)
       - ``pairs``: teacher tokens of the B*C (query, doc) pairs [B*C, Lp] (only with a teacher tokenizer and
         ``tokenize_pairs``; with a teacher score cache the module tokenises just the uncached pairs)
       - ``pair_texts``: (queries [B*C], documents [B*C]) of those pairs
@@ -48,8 +50,11 @@ class DistillationCollator:
     """
 
     def __init__(self, student, teacher=None, positives: Mapping[str, set[str]] | None = None,
-                 tokenize_pairs: bool = True):
+                 tokenize_pairs: bool = True, doc_group_size: int | None = None):
+        if doc_group_size is not None and doc_group_size < 1:
+            raise ValueError(f"doc_group_size must be >= 1 or None, got {doc_group_size}")
         self.student = student
+        self.doc_group_size = doc_group_size
         self.teacher = teacher
         self.positives = positives or {}
         self.tokenize_pairs = tokenize_pairs
@@ -69,7 +74,8 @@ class DistillationCollator:
             "query_ids": query_ids,
             "doc_ids": doc_ids,
             "query": self.student.tokenize([e["query"] for e in examples]),
-            "docs": self.student.tokenize(docs),
+            "docs": (self.student.tokenize(docs) if self.doc_group_size is None
+                     else self.student.tokenize_grouped(docs, self.doc_group_size)),
             "in_batch_exclude": exclude,
             "doc_keys": doc_keys,
             "positive_keys": positive_keys,

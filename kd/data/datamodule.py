@@ -7,6 +7,7 @@ import logging
 import lightning as L
 from torch.utils.data import DataLoader
 
+from kd.data.buckets import LengthBucketBatchSampler
 from kd.data.collate import DistillationCollator
 from kd.data.examples import DistillationExamples, EpochSampler, Example
 from kd.data.mining import bm25_rankings, dense_rankings, mine_hard_negatives
@@ -31,12 +32,19 @@ class RetrievalDataModule(L.LightningDataModule):
             ``false_negative_margin`` (likely unlabelled positives).
         batch_size: queries per training batch (each brings 1 + k documents; every other query's documents
             are in-batch negatives for the contrastive term).
+        pretokenize: tokenise every training query and fixed document once at set-up (training batches then
+            only pad; random negatives are tokenised when drawn).
+        length_buckets: batch examples of similar token length together (``LengthBucketBatchSampler``;
+            deterministic given seed and epoch) instead of the plain seeded shuffle (``EpochSampler``).
+        doc_group_size: embed each batch's B*(1+k) documents in length-sorted groups of this size, each padded
+            to its own longest (same vectors, fewer padded positions); None pads all to the longest.
     """
 
     def __init__(self, splits: RetrievalSplits, student, teacher=None, num_negatives: int = 3,
                  mined_negatives: int = 0, mining: str = "bm25", mining_depth: int = 30,
                  teacher_filter: bool = True, false_negative_margin: float = 0.0, batch_size: int = 16,
-                 eval_batch_size: int = 64, num_workers: int = 0, seed: int = 0, score_cache=None):
+                 eval_batch_size: int = 64, num_workers: int = 0, seed: int = 0, score_cache=None,
+                 pretokenize: bool = True, length_buckets: bool = False, doc_group_size: int | None = None):
         super().__init__()
         if mining not in ("none", "bm25", "dense"):
             raise ConfigError(f"data.mining must be none, bm25 or dense, got {mining!r}")
@@ -59,6 +67,9 @@ class RetrievalDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.score_cache = score_cache  # TeacherScoreCache or None
+        self.pretokenize = pretokenize
+        self.length_buckets = length_buckets
+        self.doc_group_size = doc_group_size
         self.train_set: DistillationExamples | None = None
         self.positives = self._known_positives()
 
@@ -111,15 +122,37 @@ class RetrievalDataModule(L.LightningDataModule):
             self.train_set = DistillationExamples(
                 examples, self.splits.train_queries, self.splits.corpus, self.positives, self.num_negatives, self.seed
             )
+            if self.pretokenize and hasattr(self.student, "pretokenize"):
+                texts = [self.splits.train_queries[e.query_id] for e in examples]
+                texts += [self.splits.corpus[d] for e in examples for d in (e.positive_id, *e.fixed_negative_ids)]
+                log.info("pretokenised %d training texts", self.student.pretokenize(texts))
+
+    def example_lengths(self) -> list[int]:
+        """Token count of each training example's query, positive and fixed negatives (the bucketing key)."""
+        assert self.train_set is not None, "call setup('fit') first"
+        lengths = []
+        for e in self.train_set.examples:
+            texts = [self.splits.train_queries[e.query_id], *(self.splits.corpus[d] for d in (e.positive_id,
+                                                                                         *e.fixed_negative_ids))]
+            lengths.append(sum(len(ids) for ids in self.student.token_ids(texts)))
+        return lengths
 
     def collator(self) -> DistillationCollator:
         return DistillationCollator(self.student, self.teacher, self.positives,
-                                    tokenize_pairs=self.score_cache is None)
+                                    tokenize_pairs=self.score_cache is None, doc_group_size=self.doc_group_size)
 
-    def train_dataloader(self) -> ResumableDataLoader:
+    def train_dataloader(self) -> DataLoader:
         """Seeded per-epoch order; resumable mid-epoch (its position is saved in Lightning checkpoints)."""
         assert self.train_set is not None, "call setup('fit') first"
         world, rank = self.process_share()
+        if self.length_buckets:
+            if world > 1:
+                raise ConfigError("data.length_buckets=true is single-process only; use it without trainer=ddp")
+            drop_last = len(self.train_set) > self.batch_size
+            batches = LengthBucketBatchSampler(self.example_lengths(), self.batch_size, self.seed, drop_last=drop_last)
+            # not resumable mid-epoch (Lightning warns on such a resume); kd's default sampler below is
+            return DataLoader(self.train_set, batch_sampler=batches, collate_fn=self.collator(),
+                              num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
         sampler = EpochSampler(len(self.train_set), self.seed, num_replicas=world, rank=rank)
         return ResumableDataLoader(
             self.train_set, batch_size=self.batch_size, sampler=sampler, collate_fn=self.collator(),
