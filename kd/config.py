@@ -6,6 +6,9 @@
   multirun job (None / the default outside multiruns)
 - ``${kd.wandb_offline:}``: True unless a W&B key is available (``WANDB_API_KEY``) and ``WANDB_MODE`` is not
   ``offline``; runs are then synced live, otherwise written to ``wandb/offline-run-*`` for ``wandb sync``.
+
+Also ``command_line_keys()``: the keys a Hydra job got on its command line (kd-train and kd-pipeline resume with a
+run's saved config and need to tell explicit settings from defaults).
 """
 
 from __future__ import annotations
@@ -42,6 +45,17 @@ def job_name(default: str) -> str:
     from hydra.core.hydra_config import HydraConfig
 
     return f"{group}-job{HydraConfig.get().job.num}"
+
+
+def command_line_keys() -> list[str]:
+    """Config keys (and config groups such as ``pipeline/teacher``) set on this Hydra job's command line;
+    ``[]`` outside Hydra, ``hydra.*`` left out. Resuming uses it to tell explicit settings from defaults."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
+    return [k for k in keys if not k.startswith("hydra.")]
 
 
 def register_resolvers() -> None:

@@ -15,6 +15,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from kd.config import command_line_keys
 from kd.errors import ConfigError
 from kd.io import atomic_write_json, atomic_write_text
 from kd.resources import PeakMemory, Stopwatch
@@ -241,15 +242,6 @@ def resolve_resume(cfg: DictConfig) -> tuple[DictConfig, Path | None]:
     log.info("resuming %s from %s", run_dir, checkpoint)
     return saved, checkpoint
 
-
-def command_line_keys() -> list[str]:
-    """Config keys set on the command line of this Hydra job (``[]`` outside Hydra); ``hydra.*`` left out."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return []
-    keys = [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
-    return [k for k in keys if not k.startswith("hydra.")]
 
 
 def _strip(metrics: dict[str, Any]) -> dict[str, float]:

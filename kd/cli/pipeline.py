@@ -48,20 +48,12 @@ def run(cfg: DictConfig, explicit_keys: list[str] | None = None) -> int:
 
 @hydra.main(config_path=CONF_DIR, config_name="pipeline", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
+    from kd.config import command_line_keys
+
     logging.getLogger("kd").setLevel(logging.INFO)
     code = run(cfg, command_line_keys())
     if code:
         sys.exit(code)
-
-
-def command_line_keys() -> list[str]:
-    """Config keys (and config groups such as ``pipeline/teacher``) set on this Hydra job's command line."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return []
-    keys = [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
-    return [k for k in keys if not k.startswith("hydra.")]
 
 
 def main() -> None:
