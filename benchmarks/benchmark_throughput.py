@@ -87,9 +87,9 @@ def kd_step_times(cfg, prepared, total_steps: int, score_cache, train_set=None, 
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from kd.distillation_module import RetrievalDistillationModule
-    from kd.losses.distillation import DistillationLoss
-    from kd.models.bi_encoder import BiEncoder
+    from kd.retrieval.distillation_module import RetrievalDistillationModule
+    from kd.retrieval.losses.distillation import DistillationLoss
+    from kd.retrieval.models.bi_encoder import BiEncoder
 
     class Clock(L.Callback):
         def __init__(self):
@@ -143,7 +143,7 @@ def st_step_times(cfg, groups: list[dict], scores: torch.Tensor, total_steps: in
     from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss
     from transformers import TrainerCallback
 
-    from kd.models.packaged import resolve_model
+    from kd.packaged_models import resolve_model
 
     class Clock(TrainerCallback):
         def __init__(self):
@@ -181,9 +181,9 @@ def st_step_times(cfg, groups: list[dict], scores: torch.Tensor, total_steps: in
 # ------------------------------------------------------------------------------------------------ evaluation
 def eval_times(cfg, splits, docs: int, max_length: int) -> dict[str, float]:
     """Seconds: corpus encode (length-sorted, kd), corpus encode in input order, encode + FAISS search end to end."""
-    from kd.metrics.evaluate import dense_retrieve
-    from kd.models.bi_encoder import BiEncoder
-    from kd.models.length_groups import pad_ids
+    from kd.retrieval.metrics.evaluate import dense_retrieve
+    from kd.retrieval.models.bi_encoder import BiEncoder
+    from kd.retrieval.models.length_groups import pad_ids
 
     encoder = BiEncoder(cfg.student.name_or_path, max_length=max_length).eval()
     doc_ids = list(splits.corpus)[:docs]
@@ -213,8 +213,8 @@ def main(argv: list[str]) -> None:
     torch.set_num_threads(threads)
     parts = set(args.parts.split(","))
     cfg = compose_cfg(args)
-    from kd.teacher_cache import TeacherScoreCache, score_with_cache
-    from kd.train_retrieval import prepare
+    from kd.retrieval.teacher_cache import TeacherScoreCache, score_with_cache
+    from kd.retrieval.run import prepare
 
     prepared = prepare(cfg)
     prepared.datamodule.setup("fit")

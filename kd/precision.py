@@ -22,13 +22,11 @@ from typing import Any
 
 import torch
 
+from kd.errors import UnsupportedPrecisionError
+
 TEACHER_PRECISIONS = ("fp32", "bf16", "fp16", "int8", "nf4")
 STUDENT_PRECISIONS_CPU = ("32-true", "bf16-mixed", "bf16-true", "16-true", "64-true")
 STUDENT_PRECISIONS_CUDA = ("32-true", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
-
-
-class UnsupportedPrecisionError(ValueError):
-    """A precision that cannot run on the chosen device; the message names the working alternatives."""
 
 
 def resolve_accelerator(accelerator: str) -> str:

@@ -51,9 +51,9 @@ def clustered_vectors(centres: np.ndarray, size: int, seed: int, spread: float =
 
 def scifact_vectors(embeddings_dir: Path, shards: int, batch_size: int):
     """(doc ids, doc vectors [N, H], query ids, query vectors [Q, H], qrels, encode docs/s or None)."""
-    from kd.data.sources import load_retrieval_data
-    from kd.metrics.corpus_shards import corpus_fingerprint, encode_shard, load_shards, shard_path
-    from kd.models.bi_encoder import BiEncoder
+    from kd.retrieval.data.sources import load_retrieval_data
+    from kd.retrieval.metrics.corpus_shards import corpus_fingerprint, encode_shard, load_shards, shard_path
+    from kd.retrieval.models.bi_encoder import BiEncoder
     from kd.paths import shared_path
 
     splits = load_retrieval_data("scifact", shared_path("data/scifact/scifact.zip"), train_split="train",
@@ -77,8 +77,8 @@ def scifact_vectors(embeddings_dir: Path, shards: int, batch_size: int):
 
 def run(kind: str, specs: dict, docs: np.ndarray, queries: np.ndarray, k: int, exact_rows, doc_ids=None,
         query_ids=None, qrels=None) -> dict:
-    from kd.metrics.dense_search import IndexSpec, build_index, index_memory_bytes, recall_vs_exact
-    from kd.metrics.retrieval import retrieval_metrics
+    from kd.retrieval.metrics.dense_search import IndexSpec, build_index, index_memory_bytes, recall_vs_exact
+    from kd.retrieval.metrics.retrieval import retrieval_metrics
 
     spec = IndexSpec(kind=kind, **specs.get(kind, {}))
     start = time.perf_counter()

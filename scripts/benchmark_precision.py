@@ -22,7 +22,7 @@ import time
 def teacher_job(precision: str, teacher: str, pairs: int, accelerator: str) -> dict:
     import torch
 
-    from kd.models.cross_encoder import CrossEncoder
+    from kd.retrieval.models.cross_encoder import CrossEncoder
     from kd.precision import check_precision
     from kd.resources import PeakMemory
 
@@ -44,8 +44,8 @@ def student_job(precision: str, steps: int, accelerator: str) -> dict:
     import lightning as L
     import torch
 
-    from kd.losses import DistillationLoss
-    from kd.models.bi_encoder import BiEncoder
+    from kd.retrieval.losses import DistillationLoss
+    from kd.retrieval.models.bi_encoder import BiEncoder
     from kd.precision import check_precision
     from kd.resources import PeakMemory
 
@@ -81,7 +81,7 @@ def student_job(precision: str, steps: int, accelerator: str) -> dict:
 
 
 def _pairs(n: int) -> tuple[list[str], list[str]]:
-    from kd.data.sources import load_retrieval_data
+    from kd.retrieval.data.sources import load_retrieval_data
     from kd.paths import shared_path
 
     splits = load_retrieval_data("scifact", shared_path("data/scifact/scifact.zip"), max_eval_queries=10)

@@ -84,8 +84,8 @@ def compose_cfg(args: argparse.Namespace):
 
 def evaluate_folder(folder: str, splits, max_length: int) -> tuple[dict[str, float], float]:
     """Metrics of the bi-encoder in ``folder`` (mean pool + L2 norm) and the seconds it took."""
-    from kd.metrics.evaluate import evaluate_bi_encoder
-    from kd.models.bi_encoder import BiEncoder
+    from kd.retrieval.metrics.evaluate import evaluate_bi_encoder
+    from kd.retrieval.models.bi_encoder import BiEncoder
 
     start = time.perf_counter()
     encoder = BiEncoder(folder, max_length=max_length)
@@ -99,9 +99,9 @@ def train_kd(cfg, prepared, settings: dict, folder: Path) -> dict:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from kd.distillation_module import RetrievalDistillationModule
-    from kd.losses.distillation import DistillationLoss
-    from kd.models.bi_encoder import BiEncoder
+    from kd.retrieval.distillation_module import RetrievalDistillationModule
+    from kd.retrieval.losses.distillation import DistillationLoss
+    from kd.retrieval.models.bi_encoder import BiEncoder
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     student = BiEncoder(cfg.student.name_or_path, max_length=cfg.student.max_length)
@@ -137,7 +137,7 @@ def train_st(cfg, dataset, settings: dict, folder: Path, work: Path) -> dict:
                                        SentenceTransformerTrainingArguments)
     from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss, MarginMSELoss
 
-    from kd.models.packaged import resolve_model
+    from kd.packaged_models import resolve_model
 
     model = SentenceTransformer(resolve_model(cfg.student.name_or_path), device="cpu")
     model.max_seq_length = cfg.student.max_length
@@ -176,12 +176,12 @@ def main(argv: list[str]) -> None:
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; known: {list(ROWS)}")
 
-    from kd.data.mining import bm25_rankings
-    from kd.metrics.evaluate import rerank
-    from kd.metrics.retrieval import retrieval_metrics
-    from kd.models.packaged import resolve_model
-    from kd.teacher_cache import score_with_cache
-    from kd.train_retrieval import prepare
+    from kd.retrieval.data.mining import bm25_rankings
+    from kd.retrieval.metrics.evaluate import rerank
+    from kd.retrieval.metrics.retrieval import retrieval_metrics
+    from kd.packaged_models import resolve_model
+    from kd.retrieval.teacher_cache import score_with_cache
+    from kd.retrieval.run import prepare
 
     start_all = time.perf_counter()
     prepared = prepare(cfg)

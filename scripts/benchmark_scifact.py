@@ -20,10 +20,10 @@ from hydra import compose, initialize_config_dir
 
 import kd.config  # noqa: F401
 from kd.io import atomic_write_text
-from kd.metrics.evaluate import rerank
-from kd.metrics.retrieval import retrieval_metrics
-from kd.models.cross_encoder import CrossEncoder
-from kd.train_retrieval import format_table, load_splits, run_training
+from kd.retrieval.metrics.evaluate import rerank
+from kd.retrieval.metrics.retrieval import retrieval_metrics
+from kd.retrieval.models.cross_encoder import CrossEncoder
+from kd.retrieval.run import format_table, load_splits, run_training
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")

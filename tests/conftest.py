@@ -41,7 +41,7 @@ def make_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2) -> Path:
     """Save a BERT with random weights (``hidden`` wide, ``layers`` deep) and the MiniLM tokenizer to ``folder``."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from kd.models.packaged import packaged_model_dir
+    from kd.packaged_models import packaged_model_dir
 
     tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir("minilm"))
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
@@ -70,7 +70,7 @@ def tiny_beir_dir(tmp_path_factory) -> Path:
 
     Split ``train`` holds q1..q8 and ``test`` q9..q12 (and q1..q4 again, so a trained student can be checked).
     """
-    from kd.data.beir import write_beir
+    from kd.retrieval.data.beir import write_beir
 
     folder = tmp_path_factory.mktemp("tiny-beir")
     queries = {q: text for q, text, _, _ in TOPICS}
@@ -82,6 +82,6 @@ def tiny_beir_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_splits(tiny_beir_dir):
-    from kd.data.sources import load_retrieval_data
+    from kd.retrieval.data.sources import load_retrieval_data
 
     return load_retrieval_data("beir", str(tiny_beir_dir))

@@ -16,10 +16,10 @@ def free_port() -> int:
 
 
 def build_module(student_dir: str, teacher_dir: str, gather: bool):
-    from kd.distillation_module import RetrievalDistillationModule
-    from kd.losses import DistillationLoss
-    from kd.models.bi_encoder import BiEncoder
-    from kd.models.cross_encoder import CrossEncoder
+    from kd.retrieval.distillation_module import RetrievalDistillationModule
+    from kd.retrieval.losses import DistillationLoss
+    from kd.retrieval.models.bi_encoder import BiEncoder
+    from kd.retrieval.models.cross_encoder import CrossEncoder
 
     student = BiEncoder(student_dir, max_length=32)
     teacher = CrossEncoder(teacher_dir, max_length=48)
@@ -32,7 +32,7 @@ def build_module(student_dir: str, teacher_dir: str, gather: bool):
 
 def loss_and_grads(module, examples, positives) -> tuple[float, dict[str, torch.Tensor]]:
     """One training step's loss on ``examples`` and the student's gradients (not averaged)."""
-    from kd.data.collate import DistillationCollator
+    from kd.retrieval.data.collate import DistillationCollator
 
     batch = DistillationCollator(module.student, module.teacher, positives)(examples)
     module.student.zero_grad(set_to_none=True)
@@ -81,9 +81,9 @@ def sharded_scoring(teacher_dir: str, cache_root: str, queries, documents, devic
     """Fill a fresh cache for ``teacher_dir`` with ``devices`` CPU processes (Lightning ddp_spawn)."""
     import lightning as L
 
-    from kd.models.cross_encoder import CrossEncoder
-    from kd.teacher_cache import TeacherScoreCache
-    from kd.teacher_scoring import score_pairs_sharded
+    from kd.retrieval.models.cross_encoder import CrossEncoder
+    from kd.retrieval.teacher_cache import TeacherScoreCache
+    from kd.retrieval.teacher_scoring import score_pairs_sharded
 
     teacher = CrossEncoder(teacher_dir, max_length=48)
     cache = TeacherScoreCache(cache_root, teacher_dir, "fp32", 48)

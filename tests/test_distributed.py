@@ -21,7 +21,7 @@ def _examples():
 
 @pytest.fixture(scope="module")
 def teacher_dir(tiny_model_dir, tmp_path_factory):
-    from kd.models.cross_encoder import CrossEncoder
+    from kd.retrieval.models.cross_encoder import CrossEncoder
 
     torch.manual_seed(1)
     folder = tmp_path_factory.mktemp("tiny-teacher")
@@ -53,8 +53,8 @@ def test_sharded_teacher_scoring_over_two_processes_equals_one_process(teacher_d
 
     from conftest import FILLER, TOPICS
     from distributed_helpers import sharded_scoring
-    from kd.models.cross_encoder import CrossEncoder
-    from kd.teacher_cache import TeacherScoreCache, pair_key
+    from kd.retrieval.models.cross_encoder import CrossEncoder
+    from kd.retrieval.teacher_cache import TeacherScoreCache, pair_key
 
     queries = [q for _, q, _, _ in TOPICS for _ in range(3)]
     documents = [d for _, _, _, d in TOPICS] + FILLER[:12] + [d for _, _, _, d in TOPICS][::-1]
@@ -82,7 +82,7 @@ def test_kd_train_with_ddp_over_two_cpu_processes_end_to_end(tiny_model_dir, tin
     import subprocess
     import sys
 
-    from test_train_cli import tiny_overrides
+    from tests.cli.test_cli_train import tiny_overrides
 
     out = tmp_path / "ddp"
     overrides = [o for o in tiny_overrides(tiny_model_dir, tiny_beir_dir, out, tmp_path / "cache")

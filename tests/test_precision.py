@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from conftest import make_tiny_bert
-from kd.models.cross_encoder import CrossEncoder
-from kd.precision import UnsupportedPrecisionError, check_precision
+from kd.retrieval.models.cross_encoder import CrossEncoder
+from kd.errors import UnsupportedPrecisionError
+from kd.precision import check_precision
 
 
 def test_cpu_refuses_16_mixed_and_names_the_working_choices():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kd.data.beir import load_beir
-from kd.data.errors import DataFormatError
-from kd.data.scifact import SPLIT_MEMBERS, convert_scifact
+from kd.retrieval.data.beir import load_beir
+from kd.errors import DataFormatError
+from kd.retrieval.data.scifact import SPLIT_MEMBERS, convert_scifact
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,14 +16,14 @@ def run_evaluation(cfg: DictConfig) -> dict[str, dict[str, float]]:
     """Returns {"student": metrics, ["reranked": metrics]} and prints them as a table."""
     from kd.errors import ConfigError
     from kd.io import atomic_write_json
-    from kd.metrics.evaluate import evaluate_bi_encoder, rerank
-    from kd.metrics.retrieval import retrieval_metrics
-    from kd.models.bi_encoder import BiEncoder
-    from kd.train_retrieval import format_table, load_splits
+    from kd.retrieval.metrics.evaluate import evaluate_bi_encoder, rerank
+    from kd.retrieval.metrics.retrieval import retrieval_metrics
+    from kd.retrieval.models.bi_encoder import BiEncoder
+    from kd.retrieval.run import format_table, load_splits
 
     from omegaconf import OmegaConf
 
-    from kd.metrics.corpus_shards import corpus_fingerprint, encode_shard, load_shards, parse_shard
+    from kd.retrieval.metrics.corpus_shards import corpus_fingerprint, encode_shard, load_shards, parse_shard
 
     splits = load_splits(cfg)
     student = BiEncoder(cfg.student.name_or_path, max_length=cfg.student.max_length)
@@ -43,7 +43,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, dict[str, float]]:
                                        doc_embeddings=doc_embeddings)
     rows = {f"bi-encoder {cfg.student.name_or_path}": metrics}
     if cfg.rerank_with:
-        from kd.models.cross_encoder import CrossEncoder
+        from kd.retrieval.models.cross_encoder import CrossEncoder
 
         teacher = CrossEncoder(cfg.rerank_with, max_length=cfg.rerank_max_length)
         reranked = rerank(teacher, splits.corpus, splits.eval_queries, run, depth=cfg.rerank_depth)
@@ -56,7 +56,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, dict[str, float]]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
 def main(cfg: DictConfig) -> float:
-    from kd.cli.user_errors import exit_on_user_error
+    from kd.errors import exit_on_user_error
 
     with exit_on_user_error("kd-eval"):
         rows = run_evaluation(cfg)

@@ -22,8 +22,7 @@ log = logging.getLogger("kd.pipeline")
 
 def run(cfg: DictConfig, explicit_keys: list[str] | None = None) -> int:
     """Run the pipeline; ``explicit_keys`` (the command line's keys) let ``resume=true`` take the rest from the run."""
-    from kd.data.errors import DataFormatError
-    from kd.pipeline.config import ConfigError
+    from kd.errors import ConfigError, DataFormatError
     from kd.pipeline.orchestrate import run_pipeline
     from kd.pipeline.report import summary_table, timing_table
     from kd.pipeline.rundir import ConfigMismatchError

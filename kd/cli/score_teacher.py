@@ -7,7 +7,7 @@ with the same teacher, precision and max length read the scores instead of runni
     kd-score-teacher data=scifact            # then: kd-train data=scifact
     kd-score-teacher data=scifact trainer=ddp trainer.devices=8   # sharded over 8 GPUs / processes
 
-Scoring runs through ``Trainer.predict`` (``kd/teacher_scoring.py``): with several devices each process scores
+Scoring runs through ``Trainer.predict`` (``kd/retrieval/teacher_scoring.py``): with several devices each process scores
 a disjoint share of the pairs and writes its own shard, and rank 0 merges the shards into the one cache file.
 (The teacher filter of mined negatives runs before that, in each process, during data setup.)
 """
@@ -30,8 +30,8 @@ def fill_cache(cfg: DictConfig) -> dict[str, float]:
 
     from kd.errors import ConfigError
     from kd.resources import Stopwatch
-    from kd.teacher_scoring import score_pairs_sharded
-    from kd.train_retrieval import prepare
+    from kd.retrieval.teacher_scoring import score_pairs_sharded
+    from kd.retrieval.run import prepare
 
     prepared = prepare(cfg)
     if prepared.score_cache is None:
@@ -57,7 +57,7 @@ def fill_cache(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> None:
-    from kd.cli.user_errors import exit_on_user_error
+    from kd.errors import exit_on_user_error
 
     with exit_on_user_error("kd-score-teacher"):
         fill_cache(cfg)

@@ -17,9 +17,9 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
-    from kd.cli.user_errors import exit_on_user_error
+    from kd.errors import exit_on_user_error
     from kd.sweep.job import run_job
-    from kd.train_retrieval import run_training
+    from kd.retrieval.run import run_training
 
     with exit_on_user_error("kd-train"):  # bad data or config: one clear line (sweeps record it in status.json)
         return run_job(cfg, run_training, metric=cfg.get("sweep_metric", "ndcg@10"))

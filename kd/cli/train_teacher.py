@@ -19,12 +19,12 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def train_and_report(cfg: DictConfig, rerank_depth: int = 20) -> dict:
-    from kd.data.mining import bm25_rankings
-    from kd.metrics.evaluate import rerank
-    from kd.metrics.retrieval import retrieval_metrics
-    from kd.models.cross_encoder import CrossEncoder
-    from kd.teacher_training import ensure_teacher
-    from kd.train_retrieval import format_table, load_splits
+    from kd.retrieval.data.mining import bm25_rankings
+    from kd.retrieval.metrics.evaluate import rerank
+    from kd.retrieval.metrics.retrieval import retrieval_metrics
+    from kd.retrieval.models.cross_encoder import CrossEncoder
+    from kd.retrieval.teacher_training import ensure_teacher
+    from kd.retrieval.run import format_table, load_splits
 
     splits = load_splits(cfg)
     path = ensure_teacher(cfg.teacher, splits, cfg.paths.cache_dir, seed=cfg.seed)
@@ -40,7 +40,7 @@ def train_and_report(cfg: DictConfig, rerank_depth: int = 20) -> dict:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> None:
-    from kd.cli.user_errors import exit_on_user_error
+    from kd.errors import exit_on_user_error
 
     with exit_on_user_error("kd-train-teacher"):
         train_and_report(cfg)

@@ -8,6 +8,8 @@ import json
 import re
 from typing import Any, Mapping
 
+from kd.errors import ConfigError
+
 # Keys that do not change results: excluded from the hash so that a resume with another run_dir spelling,
 # resume=true, a crash hook, or different network timeouts is still the same run.
 NON_SEMANTIC_KEYS = (
@@ -15,10 +17,6 @@ NON_SEMANTIC_KEYS = (
     "teacher.timeout_s", "teacher.max_retries", "teacher.backoff_s", "teacher.backoff_max_s", "teacher.api_key_env",
 )
 SECRET_WORDS = ("token", "secret", "password", "apikey", "authorization")  # whole words of a key name
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the key."""
 
 
 def to_plain(cfg: Any) -> dict:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from kd.data.errors import DataFormatError
+from kd.errors import DataFormatError
 
 KUBERNETES_VALIDATE_SCHEMA_DIR = "kubernetes-json-schema/v1.28.0-local"
 KUBERNETES_VALIDATE_INSTALL = "pip install kubernetes-validate==1.37.0"

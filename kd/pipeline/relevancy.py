@@ -89,7 +89,7 @@ class Embedder:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from kd.models.packaged import resolve_model
+        from kd.packaged_models import resolve_model
 
         path = resolve_model(name_or_path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)

@@ -2,7 +2,7 @@
 
 Each job's output folder gets ``status.json``: ``{"status": "ok"|"failed", "metric": ..., "error": ...,
 "config": <fingerprint>}``. Re-launching an interrupted sweep into the same ``hydra.sweep.dir`` skips every job
-whose folder says ``ok`` for the same config and resumes a job that left a checkpoint (``kd/checkpointing.py``)
+whose folder says ``ok`` for the same config and resumes a job that left a checkpoint (``kd/retrieval/checkpointing.py``)
 for the same config; other jobs run from the start.
 In a multirun, a job that raises (out of memory, a NaN loss, a bad combination) is recorded as failed, its
 W&B run is closed with a failing exit code, and the job returns NaN, which Hydra's basic sweeper accepts and
@@ -58,7 +58,7 @@ def finished_metric(output_dir: Path, fingerprint: str) -> float | None:
 
 def interrupted_checkpoint(output_dir: Path, fingerprint: str) -> Path | None:
     """The checkpoint an interrupted job left in ``output_dir``, if that job ran the same config."""
-    from kd.checkpointing import run_checkpoint
+    from kd.retrieval.checkpointing import run_checkpoint
 
     checkpoint, saved = run_checkpoint(output_dir), output_dir / "resolved_config.yaml"
     if checkpoint is None or not saved.is_file():

@@ -129,8 +129,8 @@ def check(overrides: list[str]) -> dict:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from kd.data.errors import DataFormatError
-    from kd.pipeline.config import ConfigError, validate
+    from kd.errors import ConfigError, DataFormatError
+    from kd.pipeline.config import validate
     from kd.pipeline.knowledge import load_knowledge_base
 
     try:

@@ -6,7 +6,8 @@ import pytest
 from pipeline_helpers import (kb_dir, make_config, openai_server, smollm_tokenizer_dir,  # noqa: F401
                               tiny_student)
 
-from kd.pipeline.config import ConfigError, validate
+from kd.errors import ConfigError
+from kd.pipeline.config import validate
 from kd.pipeline.trainset import IGNORE_INDEX, build_trainset, collate, encode_example
 
 FCFG = {"quantization": "auto", "precision": "auto", "min_gpu_free_gb": 4.0, "lora_r": 4, "lora_alpha": 8,

@@ -7,7 +7,7 @@ from pipeline_helpers import kb_dir  # noqa: F401 - fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kd.data.errors import DataFormatError
+from kd.errors import DataFormatError
 from kd.pipeline.knowledge import (clean_markdown, load_knowledge_base, load_kubernetes_reference,
                                    load_markdown_folder, shared_kubernetes_docs, split_passages)
 

@@ -1,0 +1,1 @@
+"""System A: retrieval distillation (cross-encoder / corpus teachers -> bi-encoder student)."""

@@ -1,0 +1,254 @@
+"""The retrieval distillation run behind ``kd-train``: data -> teacher -> student -> before/after metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import string
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from kd.config import command_line_keys
+from kd.errors import ConfigError
+from kd.io import atomic_write_json, atomic_write_text
+from kd.resources import PeakMemory, Stopwatch
+
+log = logging.getLogger(__name__)
+
+HEADLINE_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
+
+
+def build_logger(cfg: DictConfig):
+    """Instantiate ``cfg.logger`` (WandbLogger, CSVLogger, ...) or return False for ``logger=none``.
+
+    A W&B run gets an id kept in ``<output_dir>/wandb_run_id``: a resumed job logs to the same run, not a new one.
+    """
+    if not cfg.get("logger") or not cfg.logger.get("_target_"):
+        return False
+    from hydra.utils import instantiate
+
+    if cfg.logger._target_.endswith("WandbLogger"):
+        return instantiate(cfg.logger, id=wandb_run_id(Path(cfg.paths.output_dir)), resume="allow")
+    return instantiate(cfg.logger)
+
+
+def wandb_run_id(output_dir: Path) -> str:
+    """The W&B run id of the job in ``output_dir``: read from ``wandb_run_id``, or made and written there."""
+    path = output_dir / "wandb_run_id"
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip()
+    alphabet = string.ascii_lowercase + string.digits  # W&B's own id alphabet; 36**8 ids
+    run_id = "".join(secrets.choice(alphabet) for _ in range(8))
+    atomic_write_text(path, run_id + "\n")
+    return run_id
+
+
+def load_splits(cfg: DictConfig):
+    from kd.retrieval.data.sources import load_retrieval_data
+
+    data = cfg.data
+    return load_retrieval_data(
+        format=data.format, path=data.path, train_split=data.train_split, eval_split=data.eval_split,
+        triplets=data.triplets, max_train_queries=data.max_train_queries, max_eval_queries=data.max_eval_queries,
+        corpus_size=data.corpus_size, seed=cfg.seed, cache_dir=cfg.paths.cache_dir,
+    )
+
+
+def format_table(rows: dict[str, dict[str, float]], metrics=HEADLINE_METRICS) -> str:
+    """Markdown table: one row per model, one column per metric."""
+    header = "| model | " + " | ".join(metrics) + " |"
+    lines = [header, "|" + "---|" * (len(metrics) + 1)]
+    for name, values in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{values.get(m, float('nan')):.4f}" for m in metrics) + " |")
+    return "\n".join(lines)
+
+
+@dataclass
+class Prepared:
+    """What every retrieval job builds first: data, teacher (trained if needed), score cache, student, DataModule."""
+
+    splits: Any
+    teacher_path: str
+    teacher: Any
+    score_cache: Any
+    student: Any
+    datamodule: Any
+    timings: dict[str, float]
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Check the config, load the data, make/load the teacher and its score cache, the student and DataModule."""
+    from kd.retrieval.data.datamodule import RetrievalDataModule
+    from kd.retrieval.models.bi_encoder import BiEncoder
+    from kd.retrieval.models.cross_encoder import CrossEncoder
+    from kd.retrieval.config_validation import validate_train_config
+    from kd.precision import check_precision
+    from kd.retrieval.teacher_training import ensure_teacher
+
+    validate_train_config(cfg)
+    check_precision(cfg.trainer.accelerator, cfg.precision.student, cfg.precision.teacher)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    timings: dict[str, float] = {}
+    with Stopwatch() as clock:
+        splits = load_splits(cfg)
+    timings["load_data_s"] = clock.seconds
+    log.info("data: %d docs, %d train / %d eval queries", len(splits.corpus), len(splits.train_queries),
+             len(splits.eval_queries))
+    with Stopwatch() as clock:
+        teacher_path = ensure_teacher(cfg.teacher, splits, cfg.paths.cache_dir, seed=cfg.seed)
+        teacher = CrossEncoder.load(teacher_path, max_length=cfg.teacher.max_length, precision=cfg.precision.teacher,
+                                    accelerator=cfg.trainer.accelerator)
+    timings["teacher_s"] = clock.seconds
+    score_cache = None
+    if cfg.teacher.get("cache", True):
+        from kd.retrieval.teacher_cache import TeacherScoreCache
+
+        score_cache = TeacherScoreCache(cfg.paths.cache_dir, teacher_path, cfg.precision.teacher, cfg.teacher.max_length)
+        log.info("teacher score cache %s: %d pairs", score_cache.path, len(score_cache))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    student = BiEncoder(cfg.student.name_or_path, max_length=cfg.student.max_length)
+    data = cfg.data
+    datamodule = RetrievalDataModule(
+        splits, student, teacher, num_negatives=data.num_negatives, mined_negatives=data.mined_negatives,
+        mining=data.mining, mining_depth=data.mining_depth, teacher_filter=data.teacher_filter,
+        false_negative_margin=data.false_negative_margin, batch_size=data.batch_size,
+        eval_batch_size=data.eval_batch_size, num_workers=data.num_workers, seed=cfg.seed, score_cache=score_cache,
+        pretokenize=data.get("pretokenize", True), length_buckets=data.get("length_buckets", False),
+        doc_group_size=data.get("doc_group_size", None),
+    )
+    return Prepared(splits, teacher_path, teacher, score_cache, student, datamodule, timings)
+
+
+def run_training(cfg: DictConfig) -> dict[str, Any]:
+    """Run one distillation job as configured; returns the metrics (``before``/``after``) and timings."""
+    from hydra.utils import instantiate
+
+    from kd.retrieval.distillation_module import RetrievalDistillationModule
+    from kd.retrieval.losses.distillation import DistillationLoss
+
+    from kd.retrieval.checkpointing import checkpoint_callback
+
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
+    cfg, resume_from = resolve_resume(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if resume_from is None:
+        atomic_write_text(output_dir / "resolved_config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    prepared = prepare(cfg)
+    splits, teacher_path, teacher = prepared.splits, prepared.teacher_path, prepared.teacher
+    score_cache, student, datamodule = prepared.score_cache, prepared.student, prepared.datamodule
+    timings = prepared.timings
+    data = cfg.data
+    loss_options = OmegaConf.to_container(cfg.loss, resolve=True)
+    gather = bool(loss_options.pop("gather_across_devices", True))
+    loss = DistillationLoss(**loss_options)
+    index = OmegaConf.to_container(cfg.index, resolve=True) if cfg.get("index") else None
+    module = RetrievalDistillationModule(student, teacher, loss, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                                         warmup_ratio=cfg.optim.warmup_ratio, eval_batch_size=data.eval_batch_size,
+                                         score_cache=score_cache, on_nonfinite=cfg.optim.get("on_nonfinite", "stop"),
+                                         gather_across_devices=gather, index=index)
+    logger = build_logger(cfg)
+    checkpoints = checkpoint_callback(cfg.get("checkpoint", {}).get("every_n_train_steps"), output_dir)
+    callbacks = [*instantiate(cfg.trainer.get("callbacks") or []), *([checkpoints] if checkpoints else [])]
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks,
+                                     enable_checkpointing=checkpoints is not None)
+    if logger:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    results: dict[str, Any] = {}
+    before_path = output_dir / "metrics_before.json"
+    if cfg.eval_before and resume_from is not None and before_path.is_file():
+        results["before"] = json.loads(before_path.read_text())  # measured by the run being resumed
+    elif cfg.eval_before:
+        start = time.perf_counter()
+        results["before"] = _strip(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
+        timings["eval_before_s"] = time.perf_counter() - start
+        atomic_write_json(before_path, results["before"])
+    with PeakMemory() as memory, Stopwatch() as fit_clock:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=None if resume_from is None else str(resume_from))
+    timings["fit_s"] = fit_clock.seconds
+    pairs = module.pairs_seen * trainer.world_size  # every process trains on an equal share (distributed sampler)
+    results["resources"] = {
+        "peak_rss_mb": round(memory.peak_rss_mb, 1), "peak_cuda_mb": round(memory.peak_cuda_mb, 1),
+        "train_pairs_per_s": round(pairs / max(fit_clock.seconds, 1e-9), 2),
+        "teacher_seconds_per_epoch": [round(t, 2) for t in module.teacher_seconds_per_epoch],
+        "teacher_cache": None if score_cache is None else {
+            "pairs": len(score_cache), "hits": score_cache.hits, "misses": score_cache.misses},
+        "train_pairs": pairs, "skipped_batches": module.skipped_batches,
+        "precision_student": str(trainer.precision), "precision_teacher": teacher.precision,
+        "processes": trainer.world_size, "train_steps": trainer.global_step,
+    }
+    results["train"] = {k.removeprefix("train/").removesuffix("_epoch"): float(v)
+                        for k, v in trainer.callback_metrics.items() if k.startswith("train/") and k.endswith("_epoch")}
+    start = time.perf_counter()
+    results["after"] = _strip(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
+    timings["eval_after_s"] = time.perf_counter() - start
+    results["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    if resume_from is not None:
+        results["resumed_from"] = str(resume_from)
+    results["teacher"] = teacher_path
+    results["data"] = {"docs": len(splits.corpus), "train_queries": len(splits.train_queries),
+                       "eval_queries": len(splits.eval_queries), "train_examples": len(datamodule.train_set)}
+
+    if not trainer.is_global_zero:  # under DDP only rank 0 writes the outputs
+        return results
+    if cfg.save_student:
+        student.save(output_dir / "student")
+    atomic_write_json(output_dir / "metrics.json", results)
+    atomic_write_json(output_dir / "eval_run.json", module.last_eval_run, indent=None)  # top-k ids per eval query
+    rows = {"student before distillation": results.get("before", {}), "student after distillation": results["after"]}
+    table = format_table({k: v for k, v in rows.items() if v})
+    print(f"\nRetrieval on {len(splits.eval_queries)} eval queries, {len(splits.corpus)} documents:\n{table}\n"
+          f"outputs: {output_dir}")
+    if logger and hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
+        import wandb
+
+        wandb.finish()
+    return results
+
+
+def resolve_resume(cfg: DictConfig) -> tuple[DictConfig, Path | None]:
+    """(config to run, checkpoint to resume from or None) for ``cfg.resume``.
+
+    Resuming continues the earlier run in its own folder with its own saved config (``resolved_config.yaml``);
+    overrides given with ``resume=`` that differ from it are reported and ignored, so the resumed run is the run
+    that was killed.
+    """
+    resume = cfg.get("resume")
+    if not resume:
+        return cfg, None
+    from kd.retrieval.checkpointing import find_resume_checkpoint
+
+    outputs_root = Path(cfg.paths.output_dir).parent
+    run_dir, checkpoint = find_resume_checkpoint(str(resume), outputs_root)
+    saved_path = run_dir / "resolved_config.yaml"
+    if not saved_path.is_file():
+        raise ConfigError(f"resume={resume}: {saved_path} is missing, so the run's config is unknown")
+    saved = OmegaConf.load(saved_path)
+    ignored = [f"{key}={OmegaConf.select(cfg, key)} (the run has {OmegaConf.select(saved, key)})"
+               for key in command_line_keys() if key not in ("resume", "run_name") and not key.startswith("paths.")
+               and OmegaConf.select(cfg, key) != OmegaConf.select(saved, key)]
+    if ignored:
+        log.warning("resume: the run continues with its own saved config; ignoring %s", ", ".join(ignored))
+    saved.resume = str(checkpoint)
+    saved.paths.output_dir = str(run_dir)
+    log.info("resuming %s from %s", run_dir, checkpoint)
+    return saved, checkpoint
+
+
+
+def _strip(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k.removeprefix("val/"): float(v) for k, v in metrics.items()}
+
+
+def main_metric(results: dict[str, Any], name: str = "ndcg@10") -> float:
+    """The number a sweeper optimises: the distilled student's metric ``name``."""
+    return float(results["after"][name])
+
