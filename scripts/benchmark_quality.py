@@ -135,15 +135,20 @@ def train_st(cfg, dataset, settings: dict, folder: Path, work: Path) -> dict:
     """Train a fresh student with ``SentenceTransformerTrainer`` and the ST loss; save its encoder to ``folder``."""
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
                                        SentenceTransformerTrainingArguments)
-    from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss, MarginMSELoss
+    from sentence_transformers.sentence_transformer.losses import (DistillKLDivLoss, MarginMSELoss,
+                                                                   MultipleNegativesRankingLoss)
 
     from kd.packaged_models import resolve_model
 
     model = SentenceTransformer(resolve_model(cfg.student.name_or_path), device="cpu")
     model.max_seq_length = cfg.student.max_length
-    if settings["loss"] == "kldiv":  # kd's KL term: softmax(teacher / 0.05) vs softmax(cosine / 0.05)
+    teacher_temperature = settings.get("teacher_temperature", cfg.loss.teacher_temperature)
+    if settings["loss"] == "kldiv":  # kd's KL term: softmax(teacher / T_t) vs softmax(cosine / T_s)
         loss = DistillKLDivLoss(model, student_temperature=cfg.loss.student_temperature,
-                                teacher_temperature=cfg.loss.teacher_temperature)
+                                teacher_temperature=teacher_temperature)
+    elif settings["loss"] == "mnrl":  # contrastive, no teacher: in-batch + the same hard negatives
+        loss = MultipleNegativesRankingLoss(model, scale=1.0 / cfg.loss.student_temperature)
+        dataset = dataset.remove_columns("label")
     else:
         loss = MarginMSELoss(model)
     args = SentenceTransformerTrainingArguments(

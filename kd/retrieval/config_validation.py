@@ -36,10 +36,12 @@ class Field:
             return None if self.nullable else "must be set (got null)"
         if self.kind == "bool":
             return None if isinstance(value, bool) else f"must be true or false, got {value!r} ({type(value).__name__})"
+        if self.kind == "float_or_auto" and value == "auto":
+            return None
         if self.kind == "choice":
             return None if value in self.choices else f"must be one of {', '.join(self.choices)}; got {value!r}"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            noun = "an integer" if self.kind == "int" else "a number"
+            noun = {"int": "an integer", "float_or_auto": "a number or auto"}.get(self.kind, "a number")
             return f"must be {noun}, got {value!r} ({type(value).__name__})"
         if self.kind == "int" and not isinstance(value, int):
             return f"must be an integer, got {value!r}"
@@ -68,7 +70,7 @@ FIELDS: dict[str, Field] = {
     "save_student": BOOL,
     "data.num_negatives": Int(low=0),
     "data.mined_negatives": Int(low=0),
-    "data.mining": Field("choice", choices=("none", "bm25", "dense")),
+    "data.mining": Field("choice", choices=("none", "bm25", "dense", "teacher")),
     "data.mining_depth": Int(low=1),
     "data.teacher_filter": BOOL,
     "data.false_negative_margin": Float(),
@@ -85,7 +87,12 @@ FIELDS: dict[str, Field] = {
     "loss.contrastive_weight": Float(low=0),
     "loss.penalty_weight": Float(low=0),
     "loss.student_temperature": Float(positive=True),
-    "loss.teacher_temperature": Float(positive=True),
+    "loss.teacher_temperature": Field("float_or_auto", positive=True),
+    "loss.margin_mse_weight": Float(low=0),
+    "data.dev_fraction": Float(low=0, high=0.9),
+    "teacher.audit": BOOL,
+    "teacher.audit_depth": Int(low=2),
+    "teacher.require_better": BOOL,
     "loss.penalty_margin": Float(low=-1, high=1),
     "loss.false_negative_margin": Float(nullable=True),
     "loss.kl_gate": BOOL,
@@ -123,8 +130,9 @@ def combination_problems(cfg: DictConfig) -> list[str]:
     data, loss = cfg.data, cfg.loss
     if data.mined_negatives > data.num_negatives:
         problems.append(f"data.mined_negatives={data.mined_negatives} exceeds data.num_negatives={data.num_negatives}")
-    if loss.kl_weight == loss.contrastive_weight == loss.penalty_weight == 0:
-        problems.append("loss.kl_weight, loss.contrastive_weight and loss.penalty_weight are all 0: nothing to train")
+    if loss.kl_weight == loss.contrastive_weight == loss.penalty_weight == loss.get("margin_mse_weight", 0) == 0:
+        problems.append("loss.kl_weight, loss.contrastive_weight, loss.penalty_weight and loss.margin_mse_weight are "
+                        "all 0: nothing to train")
     if data.corpus_size is not None and data.num_negatives >= data.corpus_size:
         problems.append(f"data.num_negatives={data.num_negatives} needs a corpus larger than "
                         f"data.corpus_size={data.corpus_size}")

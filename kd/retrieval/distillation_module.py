@@ -1,4 +1,5 @@
-"""LightningModule holding a frozen cross-encoder teacher and a trainable bi-encoder student."""
+"""LightningModule holding a frozen teacher (cross-encoder, bi-encoder, BM25 or ensemble) and a trainable bi-encoder
+student."""
 
 from __future__ import annotations
 
@@ -141,16 +142,18 @@ class RetrievalDistillationModule(L.LightningModule):
 
     # ----------------------------------------------------------------------------------------- training
     def teacher_scores(self, batch: dict) -> torch.Tensor:
-        """Sigmoid scores [B, C] of each query's candidates: from the batch (cache) or a no-grad teacher pass."""
+        """Teacher scores [B, C] of each query's candidates: from the score cache or a no-grad teacher pass."""
         batch_size, candidates = len(batch["query_ids"]), batch["num_candidates"]
         start = time.perf_counter()
         if self.score_cache is not None:
             from kd.retrieval.teacher_cache import score_with_cache
 
             scores = score_with_cache(self.score_cache, self.teacher, *batch["pair_texts"]).to(self.device)
-        else:
+        elif "pairs" in batch:  # a cross-encoder on the collated pair tokens
             with torch.no_grad():
                 scores = torch.sigmoid(self.teacher(**batch["pairs"]))
+        else:  # a corpus teacher (BM25, bi-encoder, ensemble) scores the texts
+            scores = self.teacher.score(*batch["pair_texts"]).to(self.device)
         self.teacher_seconds += time.perf_counter() - start
         return scores.view(batch_size, candidates).float()
 

@@ -72,7 +72,8 @@ def format_table(rows: dict[str, dict[str, float]], metrics=HEADLINE_METRICS) ->
 
 @dataclass
 class Prepared:
-    """What every retrieval job builds first: data, teacher (trained if needed), score cache, student, DataModule."""
+    """What every retrieval job builds first: data, dev split, teacher (trained if needed) and its audit, score
+    cache, student, DataModule."""
 
     splits: Any
     teacher_path: str
@@ -81,39 +82,50 @@ class Prepared:
     student: Any
     datamodule: Any
     timings: dict[str, float]
+    dev: Any = None
+    built_teacher: Any = None
+    audit: dict | None = None
 
 
 def prepare(cfg: DictConfig) -> Prepared:
-    """Check the config, load the data, make/load the teacher and its score cache, the student and DataModule."""
+    """Check the config, load the data, carve the dev split, make/load the teacher and its score cache, audit it
+    against the student on the dev split, build the student and DataModule."""
     from kd.retrieval.data.datamodule import RetrievalDataModule
     from kd.retrieval.models.bi_encoder import BiEncoder
-    from kd.retrieval.models.cross_encoder import CrossEncoder
     from kd.retrieval.config_validation import validate_train_config
     from kd.precision import check_precision
-    from kd.retrieval.teacher_training import ensure_teacher
+    from kd.retrieval.dev_split import carve_dev_split
+    from kd.retrieval.teachers import build_teacher, check_teacher_config
 
     validate_train_config(cfg)
+    check_teacher_config(cfg.teacher)
     check_precision(cfg.trainer.accelerator, cfg.precision.student, cfg.precision.teacher)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     timings: dict[str, float] = {}
     with Stopwatch() as clock:
         splits = load_splits(cfg)
+        splits, dev = carve_dev_split(splits, float(cfg.data.get("dev_fraction", 0.0)), seed=cfg.seed)
     timings["load_data_s"] = clock.seconds
-    log.info("data: %d docs, %d train / %d eval queries", len(splits.corpus), len(splits.train_queries),
-             len(splits.eval_queries))
+    log.info("data: %d docs, %d train / %d dev / %d eval queries", len(splits.corpus), len(splits.train_queries),
+             0 if dev is None else len(dev), len(splits.eval_queries))
     with Stopwatch() as clock:
-        teacher_path = ensure_teacher(cfg.teacher, splits, cfg.paths.cache_dir, seed=cfg.seed)
-        teacher = CrossEncoder.load(teacher_path, max_length=cfg.teacher.max_length, precision=cfg.precision.teacher,
-                                    accelerator=cfg.trainer.accelerator)
+        built = build_teacher(cfg.teacher, splits, dev, cfg.paths.cache_dir, seed=cfg.seed,
+                              precision=cfg.precision.teacher, accelerator=cfg.trainer.accelerator)
+        teacher = built.teacher
     timings["teacher_s"] = clock.seconds
     score_cache = None
     if cfg.teacher.get("cache", True):
         from kd.retrieval.teacher_cache import TeacherScoreCache
 
-        score_cache = TeacherScoreCache(cfg.paths.cache_dir, teacher_path, cfg.precision.teacher, cfg.teacher.max_length)
+        score_cache = TeacherScoreCache(cfg.paths.cache_dir, identity=built.identity)
         log.info("teacher score cache %s: %d pairs", score_cache.path, len(score_cache))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     student = BiEncoder(cfg.student.name_or_path, max_length=cfg.student.max_length)
+    audit = None
+    if dev is not None and cfg.teacher.get("audit", True):
+        with Stopwatch() as clock:
+            audit = run_teacher_audit(cfg, teacher, score_cache, student, splits, dev, built)
+        timings["teacher_audit_s"] = clock.seconds
     data = cfg.data
     datamodule = RetrievalDataModule(
         splits, student, teacher, num_negatives=data.num_negatives, mined_negatives=data.mined_negatives,
@@ -123,7 +135,40 @@ def prepare(cfg: DictConfig) -> Prepared:
         pretokenize=data.get("pretokenize", True), length_buckets=data.get("length_buckets", False),
         doc_group_size=data.get("doc_group_size", None),
     )
-    return Prepared(splits, teacher_path, teacher, score_cache, student, datamodule, timings)
+    teacher_path = built.info.get("path", built.description)
+    return Prepared(splits, teacher_path, teacher, score_cache, student, datamodule, timings, dev, built, audit)
+
+
+def run_teacher_audit(cfg: DictConfig, teacher, score_cache, student, splits, dev, built) -> dict:
+    """Teacher vs untrained student on the dev split (``kd.retrieval.teacher_audit``): printed, logged, refused
+    with ``teacher.require_better=true`` when the teacher is not the better ranker."""
+    from kd.retrieval.teacher_audit import audit_teacher
+    from kd.retrieval.teacher_cache import score_with_cache
+
+    def scorer(queries, documents):
+        if score_cache is None:
+            return teacher.score(queries, documents, batch_size=cfg.teacher.score_batch_size).tolist()
+        return score_with_cache(score_cache, teacher, queries, documents, cfg.teacher.score_batch_size).tolist()
+
+    audit = audit_teacher(scorer, student, splits.corpus, dev, depth=int(cfg.teacher.get("audit_depth", 30)),
+                          batch_size=cfg.data.eval_batch_size, student_temperature=float(cfg.loss.student_temperature))
+    audit["teacher_description"] = built.description
+    if "fusion" in built.info:
+        audit["fusion"] = built.info["fusion"]
+    if score_cache is not None:
+        score_cache.save()
+    t, s = audit["teacher"], audit["student"]
+    print(f"teacher audit on {audit['queries']} dev queries (reranking BM25 top-{audit['depth']}): "
+          f"teacher nDCG@10 {t['ndcg@10']:.4f} recall@10 {t['recall@10']:.4f} | untrained student nDCG@10 "
+          f"{s['ndcg@10']:.4f} recall@10 {s['recall@10']:.4f} | teacher: {built.description}; fitted teacher "
+          f"temperature {audit['calibration']['teacher_temperature']:.4g}", flush=True)
+    if not audit["teacher_better"]:
+        message = (f"THE TEACHER IS NOT BETTER THAN THE STUDENT on the dev split (nDCG@10 {t['ndcg@10']:.4f} vs "
+                   f"{s['ndcg@10']:.4f}): distilling it is likely to make the student worse")
+        if cfg.teacher.get("require_better", False):
+            raise ConfigError(message + "; teacher.require_better=true refuses to start")
+        log.warning("%s\n%s\n%s", "!" * 100, message, "!" * 100)
+    return audit
 
 
 def run_training(cfg: DictConfig) -> dict[str, Any]:
@@ -148,6 +193,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     data = cfg.data
     loss_options = OmegaConf.to_container(cfg.loss, resolve=True)
     gather = bool(loss_options.pop("gather_across_devices", True))
+    loss_options["teacher_temperature"], calibration = teacher_temperature(cfg, prepared.audit)
     loss = DistillationLoss(**loss_options)
     index = OmegaConf.to_container(cfg.index, resolve=True) if cfg.get("index") else None
     module = RetrievalDistillationModule(student, teacher, loss, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
@@ -161,6 +207,10 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
                                      enable_checkpointing=checkpoints is not None)
     if logger:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        if prepared.audit:
+            audit = prepared.audit
+            logger.log_metrics({f"audit/{who}_{k}": v for who in ("teacher", "student") for k, v in audit[who].items()}
+                               | {"audit/teacher_temperature": calibration["teacher_temperature"]}, step=0)
 
     results: dict[str, Any] = {}
     before_path = output_dir / "metrics_before.json"
@@ -194,6 +244,10 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     if resume_from is not None:
         results["resumed_from"] = str(resume_from)
     results["teacher"] = teacher_path
+    results["teacher_kind"] = prepared.built_teacher.kind if prepared.built_teacher else None
+    if prepared.audit is not None:
+        results["teacher_audit"] = prepared.audit
+    results["calibration"] = calibration
     results["data"] = {"docs": len(splits.corpus), "train_queries": len(splits.train_queries),
                        "eval_queries": len(splits.eval_queries), "train_examples": len(datamodule.train_set)}
 
@@ -212,6 +266,25 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
 
         wandb.finish()
     return results
+
+
+def teacher_temperature(cfg: DictConfig, audit: dict | None) -> tuple[float, dict]:
+    """The teacher temperature of the KL / Margin-MSE terms and where it came from.
+
+    ``loss.teacher_temperature=auto`` (default) takes the temperature fitted on the dev split
+    (``teacher_audit.fit_teacher_temperature``: the teacher's scores / T best predict the dev labels), so every
+    teacher's scores reach the loss on one calibrated logit scale. Without a dev split auto falls back to 0.05 (the
+    scale of a sigmoid teacher against a cosine student at 0.05) with a warning; a number is used as given.
+    """
+    value = cfg.loss.teacher_temperature
+    if value != "auto":
+        return float(value), {"teacher_temperature": float(value), "source": "config"}
+    if audit is None:
+        log.warning("loss.teacher_temperature=auto without a dev split (data.dev_fraction=0 or teacher.audit=false):"
+                    " using 0.05, which suits a sigmoid cross-encoder teacher only")
+        return 0.05, {"teacher_temperature": 0.05, "source": "fallback (no dev split)"}
+    fitted = audit["calibration"]
+    return float(fitted["teacher_temperature"]), {**fitted, "source": "fitted on the dev split"}
 
 
 def resolve_resume(cfg: DictConfig) -> tuple[DictConfig, Path | None]:

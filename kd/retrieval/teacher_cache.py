@@ -57,10 +57,14 @@ class TeacherScoreCache:
         root: cache folder (``<root>/teacher_scores/<key>.npz``).
         teacher: the teacher's HF id or folder (fingerprinted).
         precision, max_length: load precision and pair length, part of the key.
+        identity: instead of the three above, any JSON-able description of a teacher (``BuiltTeacher.identity``:
+            an ensemble's members, weights, method and corpus), hashed into the key.
     """
 
-    def __init__(self, root: str | Path, teacher: str, precision: str, max_length: int):
-        identity = {"teacher": teacher_fingerprint(teacher), "precision": precision, "max_length": int(max_length)}
+    def __init__(self, root: str | Path, teacher: str | None = None, precision: str = "fp32", max_length: int = 0,
+                 *, identity: dict | None = None):
+        if identity is None:  # a cross-encoder: its weights, load precision and pair length
+            identity = {"teacher": teacher_fingerprint(teacher), "precision": precision, "max_length": int(max_length)}
         self.key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         self.path = Path(root) / "teacher_scores" / f"{self.key}.npz"
         self.scores: dict[bytes, float] = {}

@@ -147,7 +147,7 @@ def train_teacher(splits: RetrievalSplits, out_dir: str | Path, base_model: str 
 
 
 def ensure_teacher(teacher_cfg: Mapping[str, Any], splits: RetrievalSplits, cache_root: str | Path, seed: int,
-                   precision: str = "32-true") -> str:
+                   precision: str = "32-true", dev=None) -> str:
     """Path or id of the teacher to load: ``name_or_path`` if set, else a cached (or newly trained) teacher."""
     if teacher_cfg.get("name_or_path"):
         return str(teacher_cfg["name_or_path"])

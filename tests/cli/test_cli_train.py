@@ -22,6 +22,7 @@ def tiny_overrides(model_dir, beir_dir, out_dir, cache_dir):
     return [
         "data=beir", f"data.path={beir_dir}", "data.num_negatives=2", "data.mined_negatives=1", "data.batch_size=4",
         f"student.name_or_path={model_dir}", "student.max_length=32",
+        "teacher=cross_encoder", "data.dev_fraction=0",
         f"teacher.train.base_model={model_dir}", "teacher.max_length=48", "teacher.train.batch_groups=4",
         "teacher.train.bm25_negatives=2",
         "logger=csv", "trainer.max_epochs=4", "optim.lr=2e-3", "optim.warmup_ratio=0.0", "save_student=false",

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from kd.retrieval.data.buckets import LengthBucketBatchSampler
 from kd.retrieval.data.collate import DistillationCollator
 from kd.retrieval.data.examples import DistillationExamples, EpochSampler, Example
-from kd.retrieval.data.mining import bm25_rankings, dense_rankings, mine_hard_negatives
+from kd.retrieval.data.mining import bm25_rankings, dense_rankings, mine_hard_negatives, teacher_rankings
 from kd.retrieval.data.resumable_loader import ResumableDataLoader
 from kd.retrieval.data.sources import RetrievalSplits
 from kd.errors import ConfigError
@@ -26,8 +26,9 @@ class RetrievalDataModule(L.LightningDataModule):
         student: the ``BiEncoder`` (tokenises for training; its index mines dense negatives).
         teacher: the ``CrossEncoder`` (tokenises pairs for on-the-fly scoring; filters mined negatives).
         num_negatives: k negatives per example (given, then mined, then random).
-        mined_negatives: how many of the k come from mining (``mining``: ``none``, ``bm25`` or ``dense``),
-            taken from the top ``mining_depth`` candidates of each query.
+        mined_negatives: how many of the k come from mining (``mining``: ``none``, ``bm25``, ``dense`` = the
+            student's own index, or ``teacher`` = a corpus teacher's ranking, e.g. the ensemble's), taken from the
+            top ``mining_depth`` candidates of each query.
         teacher_filter: drop mined candidates the teacher scores >= its score of the positive minus
             ``false_negative_margin`` (likely unlabelled positives).
         batch_size: queries per training batch (each brings 1 + k documents; every other query's documents
@@ -46,8 +47,11 @@ class RetrievalDataModule(L.LightningDataModule):
                  eval_batch_size: int = 64, num_workers: int = 0, seed: int = 0, score_cache=None,
                  pretokenize: bool = True, length_buckets: bool = False, doc_group_size: int | None = None):
         super().__init__()
-        if mining not in ("none", "bm25", "dense"):
-            raise ConfigError(f"data.mining must be none, bm25 or dense, got {mining!r}")
+        if mining not in ("none", "bm25", "dense", "teacher"):
+            raise ConfigError(f"data.mining must be none, bm25, dense or teacher, got {mining!r}")
+        if mining == "teacher" and not hasattr(teacher, "corpus_scores"):
+            raise ConfigError("data.mining=teacher needs a teacher that ranks the corpus (teacher=ensemble, bm25 or "
+                              "bi_encoder); a cross-encoder only scores given pairs")
         if mined_negatives > num_negatives:
             raise ConfigError(f"data.mined_negatives={mined_negatives} exceeds data.num_negatives={num_negatives}")
         if num_negatives >= len(splits.corpus):
@@ -95,6 +99,8 @@ class RetrievalDataModule(L.LightningDataModule):
         log.info("mining %d %s negatives for %d examples", self.mined_negatives, self.mining, len(examples))
         if self.mining == "bm25":
             rankings = bm25_rankings(self.splits.corpus, queries, self.mining_depth)
+        elif self.mining == "teacher":
+            rankings = teacher_rankings(self.teacher, self.splits.corpus, queries, self.mining_depth)
         else:
             rankings = dense_rankings(self.student, self.splits.corpus, queries, self.mining_depth)
         scorer = None
@@ -139,7 +145,7 @@ class RetrievalDataModule(L.LightningDataModule):
 
     def collator(self) -> DistillationCollator:
         return DistillationCollator(self.student, self.teacher, self.positives,
-                                    tokenize_pairs=self.score_cache is None, doc_group_size=self.doc_group_size)
+                                    tokenize_pairs=self.score_cache is None and hasattr(self.teacher, "tokenize"), doc_group_size=self.doc_group_size)
 
     def train_dataloader(self) -> DataLoader:
         """Seeded per-epoch order; resumable mid-epoch (its position is saved in Lightning checkpoints)."""

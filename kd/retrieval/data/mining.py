@@ -39,6 +39,24 @@ def dense_rankings(encoder, corpus: Mapping[str, str], queries: Mapping[str, str
     return run
 
 
+def teacher_rankings(teacher, corpus: Mapping[str, str], queries: Mapping[str, str], depth: int,
+                     chunk: int = 256) -> dict[str, list[str]]:
+    """Top-``depth`` corpus ids per query by a corpus teacher's own scores (``teacher.corpus_scores`` [Q, N]).
+
+    The teacher must be indexed on ``corpus`` (same documents, same order)."""
+    doc_ids = list(corpus)
+    if len(getattr(teacher, "doc_texts", [])) != len(doc_ids):
+        teacher.index(corpus)
+    query_ids = list(queries)
+    out: dict[str, list[str]] = {}
+    for start in range(0, len(query_ids), chunk):
+        ids = query_ids[start : start + chunk]
+        scores = teacher.corpus_scores([queries[q] for q in ids])
+        top = scores.topk(min(depth, len(doc_ids)), dim=1).indices.tolist()
+        out.update({q: [doc_ids[j] for j in row] for q, row in zip(ids, top)})
+    return out
+
+
 def mine_hard_negatives(
     examples: Sequence[tuple[str, str]],
     rankings: Mapping[str, Sequence[str]],

@@ -3,9 +3,10 @@
 from kd.retrieval.losses.contrastive import InfoNCELoss
 from kd.retrieval.losses.distillation import DistillationLoss, LossTerms, false_negative_mask
 from kd.retrieval.losses.kl_divergence import DistillKLDivergenceLoss
+from kd.retrieval.losses.margin_mse import MarginMSELoss
 from kd.retrieval.losses.negative_penalty import NegativeHingePenalty
 
 __all__ = [
-    "DistillKLDivergenceLoss", "InfoNCELoss", "NegativeHingePenalty", "DistillationLoss", "LossTerms",
+    "DistillKLDivergenceLoss", "MarginMSELoss", "InfoNCELoss", "NegativeHingePenalty", "DistillationLoss", "LossTerms",
     "false_negative_mask",
 ]

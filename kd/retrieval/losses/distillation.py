@@ -1,4 +1,4 @@
-"""The three-term distillation objective: alpha * KL + beta * contrastive + gamma * negative penalty."""
+"""The distillation objective: alpha * KL + beta * contrastive + gamma * negative penalty (+ delta * Margin-MSE)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from torch import nn
 
 from kd.retrieval.losses.contrastive import InfoNCELoss
 from kd.retrieval.losses.kl_divergence import DistillKLDivergenceLoss
+from kd.retrieval.losses.margin_mse import MarginMSELoss
 from kd.retrieval.losses.negative_penalty import NegativeHingePenalty
 
 
@@ -21,9 +22,12 @@ class LossTerms:
     penalty: torch.Tensor
     total: torch.Tensor
     kl_coverage: torch.Tensor | None = None  # share of queries the KL term used (see ``kl_gate``)
+    margin_mse: torch.Tensor | None = None
 
     def as_dict(self) -> dict[str, torch.Tensor]:
         out = {"kl": self.kl, "contrastive": self.contrastive, "penalty": self.penalty, "total": self.total}
+        if self.margin_mse is not None:
+            out["margin_mse"] = self.margin_mse
         if self.kl_coverage is not None:
             out["kl_coverage"] = self.kl_coverage
         return out
@@ -42,13 +46,14 @@ def false_negative_mask(teacher_scores: torch.Tensor, margin: float) -> torch.Te
 
 
 class DistillationLoss(nn.Module):
-    """Weighted sum of the three terms on one batch.
+    """Weighted sum of the terms on one batch: KL, contrastive, penalty and (``margin_mse_weight`` > 0) Margin-MSE.
 
     | input              | shape     | meaning                                                           |
     |--------------------|-----------|-------------------------------------------------------------------|
     | query_embeddings   | [B, H]    | unit-norm student query vectors                                   |
     | doc_embeddings     | [B, C, H] | unit-norm student vectors of each query's candidates (0 = positive) |
-    | teacher_scores     | [B, C]    | frozen cross-encoder sigmoid scores of the same (query, doc) pairs |
+    | teacher_scores     | [B, C]    | frozen teacher scores of the same (query, doc) pairs (any scale:   |
+    |                    |           | ``teacher_temperature`` is calibrated on the dev split)            |
     | in_batch_exclude   | [B, B*C]  | bool, True where document n is a known positive of query i        |
     |                    |           | (other than its own column 0) or a copy of it                     |
 
@@ -70,20 +75,23 @@ class DistillationLoss(nn.Module):
         penalty_margin: float = 0.3,
         false_negative_margin: float | None = 0.0,
         kl_gate: bool = True,
+        margin_mse_weight: float = 0.0,
     ):
         super().__init__()
         for name, value in (("kl_weight", kl_weight), ("contrastive_weight", contrastive_weight),
-                            ("penalty_weight", penalty_weight)):
+                            ("penalty_weight", penalty_weight), ("margin_mse_weight", margin_mse_weight)):
             if value < 0:
                 raise ValueError(f"loss.{name} must be >= 0, got {value}")
         self.kl_weight = kl_weight
         self.contrastive_weight = contrastive_weight
         self.penalty_weight = penalty_weight
+        self.margin_mse_weight = margin_mse_weight
         self.false_negative_margin = false_negative_margin
         self.kl_gate = kl_gate
         self.kl = DistillKLDivergenceLoss(teacher_temperature, student_temperature)
         self.contrastive = InfoNCELoss(student_temperature)
         self.penalty = NegativeHingePenalty(penalty_margin)
+        self.margin_mse = MarginMSELoss(teacher_temperature, student_temperature)
 
     def forward(
         self,
@@ -126,6 +134,12 @@ class DistillationLoss(nn.Module):
             penalty = self.penalty(own_scores[:, 1:], ~flagged[:, 1:])
         else:
             penalty = zero
-        total = self.kl_weight * kl + self.contrastive_weight * contrastive + self.penalty_weight * penalty
+        if self.margin_mse_weight > 0 and candidates > 1:
+            margin_mse = self.margin_mse(own_scores, teacher_scores, ~flagged)
+        else:
+            margin_mse = zero
+        total = (self.kl_weight * kl + self.contrastive_weight * contrastive + self.penalty_weight * penalty
+                 + self.margin_mse_weight * margin_mse)
         return LossTerms(kl=kl, contrastive=contrastive, penalty=penalty, total=total,
-                         kl_coverage=agrees.float().mean() if self.kl_gate else own_scores.new_ones(()))
+                         kl_coverage=agrees.float().mean() if self.kl_gate else own_scores.new_ones(()),
+                         margin_mse=margin_mse if self.margin_mse_weight > 0 else None)
