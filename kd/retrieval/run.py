@@ -200,7 +200,10 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     if not trainer.is_global_zero:  # under DDP only rank 0 writes the outputs
         return results
     if cfg.save_student:
-        student.save(output_dir / "student")
+        from kd.retrieval.models.model_card import write_model_card
+
+        student.save(output_dir / "student")  # a sentence-transformers folder
+        write_model_card(output_dir / "student", cfg, results)
     atomic_write_json(output_dir / "metrics.json", results)
     atomic_write_json(output_dir / "eval_run.json", module.last_eval_run, indent=None)  # top-k ids per eval query
     rows = {"student before distillation": results.get("before", {}), "student after distillation": results["after"]}

@@ -89,6 +89,8 @@ def test_kd_eval_matches_the_training_runs_final_metrics(tiny_model_dir, tiny_be
     cfg = _compose(tiny_overrides(tiny_model_dir, tiny_beir_dir, out, tmp_path / "cache")
                    + ["save_student=true", "trainer.max_epochs=1"])
     results = run_training(cfg)
+    card = (out / "student" / "README.md").read_text()  # the student is a sentence-transformers folder with a card
+    assert (out / "student" / "modules.json").is_file() and f"{results['after']['ndcg@10']:.4f}" in card
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         eval_cfg = compose(config_name="eval", overrides=[
             "data=beir", f"data.path={tiny_beir_dir}", f"student.name_or_path={out / 'student'}",
