@@ -29,13 +29,19 @@ def build_logger(cfg: DictConfig):
     """Instantiate ``cfg.logger`` (WandbLogger, CSVLogger, ...) or return False for ``logger=none``.
 
     A W&B run gets an id kept in ``<output_dir>/wandb_run_id``: a resumed job logs to the same run, not a new one.
+    W&B never blocks training: an unreachable server means an offline run (``kd.wandb_init``).
     """
     if not cfg.get("logger") or not cfg.logger.get("_target_"):
         return False
     from hydra.utils import instantiate
 
     if cfg.logger._target_.endswith("WandbLogger"):
-        return instantiate(cfg.logger, id=wandb_run_id(Path(cfg.paths.output_dir)), resume="allow")
+        from kd.wandb_init import start_wandb_logger
+
+        run_id = wandb_run_id(Path(cfg.paths.output_dir))
+        return start_wandb_logger(lambda **kw: instantiate(cfg.logger, id=run_id, resume="allow", **kw),
+                                  offline=bool(cfg.logger.get("offline")), run_id=run_id,
+                                  save_dir=cfg.logger.get("save_dir") or cfg.paths.output_dir)
     return instantiate(cfg.logger)
 
 
