@@ -92,7 +92,7 @@ teacher {resources.get("precision_teacher", _get(cfg, "precision.teacher", "?"))
 
 ## Retrieval metrics
 
-On {eval_queries} evaluation queries over {docs} documents (FAISS exact inner-product search):
+On {eval_queries} evaluation queries over {docs} documents (FAISS `{_get(cfg, 'index.kind', 'flat')}` index, cosine):
 
 {_metrics_table(results)}
 
