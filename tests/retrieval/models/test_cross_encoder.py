@@ -18,6 +18,11 @@ def test_freeze_turns_off_gradients_and_dropout(tiny_model_dir):
     teacher = CrossEncoder(str(tiny_model_dir), max_length=32).freeze()
     assert not teacher.training
     assert all(not p.requires_grad for p in teacher.parameters())
+    dropouts = [m for m in teacher.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and not any(m.training for m in dropouts)
+    tokens = teacher.tokenizer(["query"], ["document"], return_tensors="pt")
+    # the raw model (not score(), which switches to eval itself) gives the same logits twice: no dropout noise
+    assert torch.equal(teacher.model(**tokens).logits, teacher.model(**tokens).logits)
 
 
 def test_save_and_reload_keeps_the_head(tiny_model_dir, tmp_path):
