@@ -1,6 +1,7 @@
 """kd-train through the real Hydra configs (conf/), on tiny models and data."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -47,11 +48,63 @@ def test_every_config_option_composes(group, tmp_path):
             OmegaConf.to_container(node, resolve=group != "data")  # interpolations resolve
 
 
-def test_default_config_is_the_offline_packaged_setup():
+def test_default_config_is_the_offline_packaged_setup_with_an_audited_ensemble_teacher():
     cfg = _compose(["paths.output_dir=/tmp/x"])
     assert cfg.student.name_or_path == "packaged:minilm"
-    assert cfg.teacher.name_or_path is None and cfg.teacher.train.base_model == "packaged:minilm"
+    assert cfg.teacher.kind == "ensemble" and set(cfg.teacher.members) == {"bm25", "minilm"}
+    assert cfg.teacher.members.minilm.name_or_path == "packaged:minilm"
+    assert cfg.teacher.weights == "auto" and cfg.teacher.audit and cfg.data.dev_fraction == 0.1
+    assert cfg.loss.teacher_temperature == "auto"
     assert cfg.loss.kl_weight > 0 and cfg.loss.contrastive_weight > 0 and cfg.loss.penalty_weight > 0
+
+
+@pytest.mark.parametrize("override, key", [
+    ("teacher.members={}", "teacher.members is empty"),
+    ("teacher.weights={bm25: 1.0}", "teacher.weights names"),
+    ("+teacher.members.oracle={kind: crystal_ball}", "teacher.members.oracle.kind"),
+])
+def test_bad_teacher_config_stops_kd_train_with_one_line_naming_the_key(override, key, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "kd.cli.train", override, "logger=none",
+                           f"hydra.run.dir={tmp_path / 'o'}"], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"kd-train: error: {key}" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ensemble_teacher_run_writes_the_audit_and_calibration(tiny_model_dir, tiny_beir_dir, tmp_path):
+    from kd.retrieval.run import run_training
+
+    overrides = [o for o in tiny_overrides(tiny_model_dir, tiny_beir_dir, tmp_path / "out", tmp_path / "cache")
+                 if not o.startswith(("teacher", "data.dev_fraction"))]
+    cfg = _compose([*overrides, "teacher=ensemble", f"teacher.members.minilm.name_or_path={tiny_model_dir}",
+                    "data.dev_fraction=0.3", "teacher.audit_depth=5", "data.mining=teacher",
+                    "loss.margin_mse_weight=0.5", "trainer.max_epochs=2"])
+    results = run_training(cfg)
+    audit = results["teacher_audit"]
+    assert audit["split"] == "dev" and audit["queries"] == 5  # 30 % of the 8 train queries, at least 5
+    assert set(audit["teacher"]) == set(audit["student"]) == {"ndcg@10", "recall@10"}
+    # BM25 finds every topical document of this lexical toy data: the fusion chosen on dev must rank perfectly
+    assert audit["teacher"]["ndcg@10"] == pytest.approx(1.0) and audit["fusion"]["weights"]["bm25"] > 0
+    assert results["calibration"]["source"] == "fitted on the dev split"
+    assert results["calibration"]["teacher_temperature"] >= results["calibration"]["floor"] > 0
+    assert results["data"]["train_queries"] == 3 and results["teacher_kind"] == "ensemble"
+    assert "margin_mse" in results["train"] and math.isfinite(results["train"]["margin_mse"])
+    written = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert written["teacher_audit"] == json.loads(json.dumps(audit))
+
+
+def test_require_better_refuses_a_teacher_that_does_not_beat_the_student(tiny_model_dir, tiny_beir_dir, tmp_path):
+    from kd.errors import ConfigError
+    from kd.retrieval.run import run_training
+
+    overrides = [o for o in tiny_overrides(tiny_model_dir, tiny_beir_dir, tmp_path / "out", tmp_path / "cache")
+                 if not o.startswith(("teacher", "data.dev_fraction"))]
+    # the student against itself: a frozen copy of the same tiny model cannot be better than it
+    cfg = _compose([*overrides, "teacher=bi_encoder", f"teacher.name_or_path={tiny_model_dir}",
+                    "teacher.max_length=32", "data.dev_fraction=0.3", "teacher.audit_depth=5",
+                    "teacher.require_better=true"])
+    with pytest.raises(ConfigError, match="NOT BETTER THAN THE STUDENT.*require_better=true refuses"):
+        run_training(cfg)
 
 
 def test_run_training_writes_config_and_metrics_and_learns(tiny_model_dir, tiny_beir_dir, tmp_path):

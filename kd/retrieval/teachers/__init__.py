@@ -91,6 +91,10 @@ def build_teacher(cfg: Mapping[str, Any], splits, dev, cache_dir: str | Path, se
     A cross-encoder is loaded (or trained first, ``kd.retrieval.teacher_training``); corpus teachers are indexed
     on ``splits.corpus``; an ensemble with ``weights: auto`` / ``method: auto`` picks them on ``dev``.
     """
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
     check_teacher_config(cfg)
     kind = cfg.get("kind", "cross_encoder")
     if kind == "cross_encoder":
