@@ -59,7 +59,7 @@ def test_default_config_is_the_offline_packaged_setup_with_an_audited_ensemble_t
 
 
 @pytest.mark.parametrize("override, key", [
-    ("teacher.members={}", "teacher.members is empty"),
+    ("~teacher.members", "teacher.members is empty"),
     ("teacher.weights={bm25: 1.0}", "teacher.weights names"),
     ("+teacher.members.oracle={kind: crystal_ball}", "teacher.members.oracle.kind"),
 ])
@@ -183,6 +183,20 @@ def test_kd_train_teacher_reports_bm25_and_teacher_rows(tiny_model_dir, tiny_bei
     cfg = _compose(tiny_overrides(tiny_model_dir, tiny_beir_dir, tmp_path / "out", tmp_path / "cache"))
     report = train_and_report(cfg, rerank_depth=10)
     assert Path(report["teacher"], "kd_teacher.json").is_file()
-    assert 0.0 <= report["teacher reranking BM25 top-10"]["ndcg@10"] <= 1.0
+    assert 0.0 <= report["teacher reranking BM25 top-10 (eval)"]["ndcg@10"] <= 1.0
     # the BM25 row is the real BM25: on this lexical toy data it finds every relevant document in its top 10
-    assert report["BM25"]["recall@10"] == 1.0
+    assert report["BM25 (eval)"]["recall@10"] == 1.0
+
+
+def test_kd_train_teacher_reports_dev_and_eval_rows_and_refuses_a_non_cross_encoder(tiny_model_dir, tiny_beir_dir,
+                                                                                     tmp_path):
+    from kd.cli.train_teacher import train_and_report
+    from kd.errors import ConfigError
+
+    overrides = tiny_overrides(tiny_model_dir, tiny_beir_dir, tmp_path / "out", tmp_path / "cache")
+    cfg = _compose([o for o in overrides if not o.startswith("data.dev_fraction")] + ["data.dev_fraction=0.3"])
+    report = train_and_report(cfg, rerank_depth=10)
+    assert {"BM25 (dev)", "teacher reranking BM25 top-10 (dev)", "BM25 (eval)"} <= set(report)
+    assert json.loads(Path(report["teacher"], "kd_teacher.json").read_text())["kept_epoch"] == 0
+    with pytest.raises(ConfigError, match="trains a cross-encoder"):
+        train_and_report(_compose([f"paths.output_dir={tmp_path}", "teacher=bm25"]))
