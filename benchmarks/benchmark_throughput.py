@@ -12,10 +12,16 @@ loading, tokenisation, forward, backward, optimizer all included). Medians over 
    the cache starting empty (epoch 0 fills it; later epochs only score newly drawn random negatives);
 3. evaluation: corpus encoding alone vs. encoding + FAISS index + query encoding + search.
 
-    OMP_NUM_THREADS=2 python benchmarks/benchmark_throughput.py
+    OMP_NUM_THREADS=2 python benchmarks/benchmark_throughput.py [hydra overrides for kd-train...]
 
-Prints a Markdown table and writes it with the command to ``--out`` (default
-``outputs/benchmark_throughput.md``); copy it into benchmarks/RESULTS.md.
+The teacher is the one ``kd-train`` builds with the same overrides (``--teacher`` or ``teacher.*`` overrides
+change it). Prints a Markdown table and writes it with the command to ``--out`` (default
+``outputs/benchmark_throughput.md``); copy it into benchmarks/RESULTS.md. The last line printed is the headline,
+``kd vs ST (wall): X.XXx at max_length N`` (the first kd row against ST).
+
+``--smoke`` runs every part once on a handful of SciFact claims and abstracts (one timed step, packaged MiniLM
+as student and, with a fresh scoring head, as teacher; caches in a temporary folder) in seconds, so the script
+is checked by the test suite (tests/benchmarks/test_benchmarks_smoke.py); its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -39,12 +45,18 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 import kd.config  # noqa: E402,F401
 from kd.io import atomic_write_text  # noqa: E402
 
-DEFAULT_TEACHER = "~/.cache/kd/teachers/7ba8c7f034b08f15"
+# --smoke: a handful of SciFact claims and abstracts, and a cheap explicit teacher (the packaged MiniLM with a fresh
+# scoring head, so no teacher training and no dependence on kd-train's default teacher); caches go to a temp folder.
+SMOKE_OVERRIDES = ["data.max_train_queries=8", "data.max_eval_queries=4", "data.corpus_size=40",
+                   "teacher=trained_minilm", "teacher.name_or_path=packaged:minilm", "teacher.max_length=64"]
+SMOKE_ARGS = {"max_length": 32, "batch_size": 2, "steps": 1, "warmup": 2, "repeats": 1, "cache_groups": 4,
+              "cache_epochs": 2, "cache_repeats": 1, "eval_docs": 40, "eval_max_length": 32, "eval_repeats": 1}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--teacher", default=DEFAULT_TEACHER)
+    parser.add_argument("--teacher", default=None,
+                        help="teacher.name_or_path (default: the teacher kd-train builds with these overrides)")
     parser.add_argument("--data", default="scifact")
     parser.add_argument("--max-length", type=int, default=128, help="student tokens per text (training)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -60,15 +72,39 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--buckets", action="store_true", help="also time kd with length-bucketed batches")
     parser.add_argument("--parts", default="train,cache,eval")
     parser.add_argument("--out", default=str(REPO / "outputs" / "benchmark_throughput.md"))
-    return parser.parse_args(argv)
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds-long check of every part on a handful of SciFact docs (numbers mean nothing)")
+    parser.add_argument("overrides", nargs="*", help="hydra overrides for kd-train's config (e.g. teacher=...)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.__dict__.update(SMOKE_ARGS)
+        smoke_dir = tempfile.mkdtemp(prefix="kd-bench-smoke-")
+        args.overrides = [*SMOKE_OVERRIDES, f"paths.cache_dir={smoke_dir}/cache", *args.overrides]
+        if "--out" not in argv:
+            args.out = f"{smoke_dir}/benchmark_throughput.md"
+    return args
 
 
 def compose_cfg(args: argparse.Namespace):
     overrides = [f"data={args.data}", f"student.max_length={args.max_length}", "logger=none", "trainer=cpu",
-                 f"teacher.name_or_path={os.path.expanduser(args.teacher)}", f"data.batch_size={args.batch_size}",
-                 "eval_before=false", "save_student=false", f"paths.output_dir={tempfile.mkdtemp(prefix='kd-bench-')}"]
+                 f"data.batch_size={args.batch_size}", "eval_before=false", "save_student=false",
+                 f"paths.output_dir={tempfile.mkdtemp(prefix='kd-bench-')}"]
+    if args.teacher:
+        overrides.append(f"teacher.name_or_path={os.path.expanduser(args.teacher)}")
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+        return compose(config_name="train", overrides=[*overrides, *args.overrides])
+
+
+def build_loss(cfg, **settings):
+    """``DistillationLoss`` from ``cfg.loss`` as kd-train builds it: module options (e.g. ``gather_across_devices``,
+    a RetrievalDistillationModule argument that only matters under DDP) are not loss arguments."""
+    from omegaconf import OmegaConf
+
+    from kd.retrieval.losses.distillation import DistillationLoss
+
+    options = {**OmegaConf.to_container(cfg.loss, resolve=True), **settings}
+    options.pop("gather_across_devices", None)
+    return DistillationLoss(**options)
 
 
 def _median(values: list[float]) -> float:
@@ -85,10 +121,8 @@ def kd_step_times(cfg, prepared, total_steps: int, score_cache, train_set=None, 
     """
     import lightning as L
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     from kd.retrieval.distillation_module import RetrievalDistillationModule
-    from kd.retrieval.losses.distillation import DistillationLoss
     from kd.retrieval.models.bi_encoder import BiEncoder
 
     class Clock(L.Callback):
@@ -121,7 +155,7 @@ def kd_step_times(cfg, prepared, total_steps: int, score_cache, train_set=None, 
         splits = prepared.splits
         student.pretokenize([splits.train_queries[e.query_id] for e in examples]
                             + [splits.corpus[d] for e in examples for d in (e.positive_id, *e.fixed_negative_ids)])
-    loss = DistillationLoss(**OmegaConf.to_container(cfg.loss, resolve=True))
+    loss = build_loss(cfg)
     module = RetrievalDistillationModule(student, prepared.teacher, loss, lr=cfg.optim.lr,
                                          weight_decay=cfg.optim.weight_decay, warmup_ratio=cfg.optim.warmup_ratio,
                                          score_cache=score_cache)
@@ -226,6 +260,7 @@ def main(argv: list[str]) -> None:
     total = args.warmup + args.steps
     candidates = len(groups[0]["docs"])
     lines: list[str] = []
+    headline = None
     config = (f"{len(groups)} SciFact train groups (claim + positive + {candidates - 1} negatives), batch "
               f"{args.batch_size} claims = {args.batch_size * candidates} pairs, student max length "
               f"{args.max_length}, fp32, {threads} torch threads, {args.warmup} warm-up + {args.steps} timed steps, "
@@ -262,6 +297,8 @@ def main(argv: list[str]) -> None:
                          f" | {st_wall / step:.2f}x | {work:.2f} | {st_cpu / work:.2f}x | "
                          f"{', '.join(f'{v:.2f}' for v in wall[name])} |")
         lines.append("")
+        kd_name = next(iter(variants))
+        headline = f"kd vs ST (wall): {st_wall / _median(wall[kd_name]):.2f}x at max_length {args.max_length}"
 
     if "cache" in parts:
         subset = copy.copy(train_set)
@@ -318,8 +355,10 @@ def main(argv: list[str]) -> None:
 
     command = f"OMP_NUM_THREADS={threads} python benchmarks/benchmark_throughput.py " + " ".join(argv)
     report = f"Command: `{command}`\n\n" + "\n".join(lines)
+    atomic_write_text(Path(args.out), report + (f"\n{headline}\n" if headline else ""))
     print(report)
-    atomic_write_text(Path(args.out), report)
+    if headline:
+        print(headline)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,14 @@ BM25 (``bm25s``, kd's mining settings); the teacher reranking BM25's top-100.
 
 Resumable: each row's result is written atomically to ``<out>/rows/<row>.json`` and skipped when present.
 
-    OMP_NUM_THREADS=2 python scripts/benchmark_quality.py --out outputs/benchmark_quality
+    OMP_NUM_THREADS=2 python scripts/benchmark_quality.py --out outputs/benchmark_quality [hydra overrides...]
 
-Prints a Markdown table and writes it (with the command) to ``<out>/benchmark_quality.md``.
+The teacher is the one ``kd-train`` builds with the same overrides (``--teacher`` or ``teacher.*`` overrides
+change it). Prints a Markdown table and writes it (with the command) to ``<out>/benchmark_quality.md``.
+
+``--smoke`` runs every row on a handful of SciFact claims and abstracts (one short epoch, packaged MiniLM as
+student and, with a fresh scoring head, as teacher; output and caches in a temporary folder) in seconds, so the
+script is checked by the test suite (tests/benchmarks/test_benchmarks_smoke.py); its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -42,7 +47,11 @@ from kd.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 log = logging.getLogger("benchmark_quality")
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
-DEFAULT_TEACHER = "~/.cache/kd/teachers/7ba8c7f034b08f15"
+# --smoke: a handful of SciFact claims and abstracts and a cheap explicit teacher (the packaged MiniLM with a fresh
+# scoring head: no teacher training, no dependence on kd-train's default teacher).
+SMOKE_OVERRIDES = ["data.max_train_queries=8", "data.max_eval_queries=4", "data.corpus_size=40",
+                   "teacher=trained_minilm", "teacher.name_or_path=packaged:minilm", "teacher.max_length=64"]
+SMOKE_ARGS = {"train_max_length": 32, "eval_max_length": 32, "epochs": 1, "batch_size": 4}
 
 # row id -> (label, kind, settings)
 ROWS: dict[str, tuple[str, str, dict]] = {
@@ -62,24 +71,51 @@ ROWS: dict[str, tuple[str, str, dict]] = {
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(REPO / "outputs" / "benchmark_quality"))
-    parser.add_argument("--teacher", default=DEFAULT_TEACHER, help="trained cross-encoder folder")
+    parser.add_argument("--teacher", default=None,
+                        help="teacher.name_or_path (default: the teacher kd-train builds with these overrides)")
     parser.add_argument("--train-max-length", type=int, default=128)
     parser.add_argument("--eval-max-length", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of: " + ",".join(ROWS))
-    parser.add_argument("--data", default="scifact", help="kd data config (scifact_mini for a smoke run)")
-    return parser.parse_args(argv)
+    parser.add_argument("--data", default="scifact", help="kd data config (scifact_mini for a shorter run)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds-long check of every row on a handful of SciFact docs (numbers mean nothing)")
+    parser.add_argument("overrides", nargs="*", help="hydra overrides for kd-train's config (e.g. teacher=...)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        import tempfile
+
+        args.__dict__.update(SMOKE_ARGS)
+        smoke_dir = tempfile.mkdtemp(prefix="kd-quality-smoke-")
+        args.overrides = [*SMOKE_OVERRIDES, f"paths.cache_dir={smoke_dir}/cache", *args.overrides]
+        if "--out" not in argv:
+            args.out = f"{smoke_dir}/out"
+    return args
 
 
 def compose_cfg(args: argparse.Namespace):
-    overrides = [f"data={args.data}", f"student.max_length={args.train_max_length}",
-                 f"teacher.name_or_path={os.path.expanduser(args.teacher)}", "logger=none", "trainer=cpu",
+    overrides = [f"data={args.data}", f"student.max_length={args.train_max_length}", "logger=none", "trainer=cpu",
                  f"trainer.max_epochs={args.epochs}", f"data.batch_size={args.batch_size}", f"optim.lr={args.lr}",
                  "eval_before=false", "save_student=false", f"paths.output_dir={args.out}"]
+    if args.teacher:
+        overrides.append(f"teacher.name_or_path={os.path.expanduser(args.teacher)}")
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+        return compose(config_name="train", overrides=[*overrides, *args.overrides])
+
+
+def build_loss(cfg, **settings):
+    """``DistillationLoss`` from ``cfg.loss`` (+ ``settings``) as kd-train builds it: module options (e.g.
+    ``gather_across_devices``, a RetrievalDistillationModule argument that only matters under DDP) are not loss
+    arguments. Returns (loss, the loss arguments)."""
+    from omegaconf import OmegaConf
+
+    from kd.retrieval.losses.distillation import DistillationLoss
+
+    options = {**OmegaConf.to_container(cfg.loss, resolve=True), **settings}
+    options.pop("gather_across_devices", None)
+    return DistillationLoss(**options), options
 
 
 def evaluate_folder(folder: str, splits, max_length: int) -> tuple[dict[str, float], float]:
@@ -97,17 +133,15 @@ def train_kd(cfg, prepared, settings: dict, folder: Path) -> dict:
     """Train a fresh student with kd's Lightning module and loss ``settings``; save it to ``folder``."""
     import lightning as L
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     from kd.retrieval.distillation_module import RetrievalDistillationModule
-    from kd.retrieval.losses.distillation import DistillationLoss
     from kd.retrieval.models.bi_encoder import BiEncoder
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     student = BiEncoder(cfg.student.name_or_path, max_length=cfg.student.max_length)
     prepared.datamodule.student = student  # the collator tokenises with the row's own student
-    loss_args = {**OmegaConf.to_container(cfg.loss, resolve=True), **settings}
-    module = RetrievalDistillationModule(student, prepared.teacher, DistillationLoss(**loss_args), lr=cfg.optim.lr,
+    loss, loss_args = build_loss(cfg, **settings)
+    module = RetrievalDistillationModule(student, prepared.teacher, loss, lr=cfg.optim.lr,
                                          weight_decay=cfg.optim.weight_decay, warmup_ratio=cfg.optim.warmup_ratio,
                                          score_cache=prepared.score_cache)
     trainer = instantiate(cfg.trainer, logger=False, limit_val_batches=0, enable_progress_bar=False)
@@ -245,7 +279,7 @@ def main(argv: list[str]) -> None:
     report = (
         f"## SciFact quality: {len(splits.eval_queries)} test claims, {len(splits.corpus)} documents\n\n"
         f"Command: `{command}`\n\n" + "\n".join(lines) + "\n\n"
-        f"Training groups: {len(groups)} (query + positive + 3 negatives), teacher {cfg.teacher.name_or_path} "
+        f"Training groups: {len(groups)} (query + positive + 3 negatives), teacher {prepared.teacher_path} "
         f"(ranks the labelled positive first in {agree:.1%} of the groups); student max length "
         f"{args.train_max_length} (training) / {args.eval_max_length} (evaluation); {args.epochs} epoch(s), batch "
         f"{args.batch_size}, lr {args.lr}; {threads} torch threads; total {time.perf_counter() - start_all:.0f} s "
