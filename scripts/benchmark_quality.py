@@ -90,7 +90,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.__dict__.update(SMOKE_ARGS)
         smoke_dir = tempfile.mkdtemp(prefix="kd-quality-smoke-")
         args.overrides = [*SMOKE_OVERRIDES, f"paths.cache_dir={smoke_dir}/cache", *args.overrides]
-        if "--out" not in argv:
+        if not any(a == "--out" or a.startswith("--out=") for a in argv):
             args.out = f"{smoke_dir}/out"
     return args
 

@@ -65,6 +65,26 @@ def assert_metrics(cells: list[str]) -> None:
         assert 0.0 <= number(cell) <= 1.0, cells
 
 
+# Every benchmark script and the smoke test(s) below that run it: a new script needs a --smoke mode and a test here.
+SMOKE_TESTS = {
+    "benchmarks/benchmark_throughput.py": ["test_benchmark_throughput_smoke"],
+    "scripts/benchmark_quality.py": ["test_benchmark_quality_smoke"],
+    "scripts/benchmark_scifact.py": ["test_benchmark_scifact_smoke"],
+    "scripts/benchmark_ddp.py": ["test_benchmark_ddp_smoke"],
+    "scripts/benchmark_index.py": ["test_benchmark_index_synthetic_smoke", "test_benchmark_index_scifact_smoke"],
+    "scripts/benchmark_precision.py": ["test_benchmark_precision_smoke"],
+}
+
+
+def test_every_benchmark_script_has_a_smoke_test():
+    scripts = sorted(str(p.relative_to(REPO)) for pattern in ("benchmarks/*.py", "scripts/benchmark_*.py")
+                     for p in REPO.glob(pattern))
+    assert scripts == sorted(SMOKE_TESTS), "add a --smoke mode and a smoke test for new benchmark scripts"
+    for script, tests in SMOKE_TESTS.items():
+        assert "--smoke" in (REPO / script).read_text(), script
+        assert all(callable(globals().get(name)) for name in tests), tests
+
+
 def kd_overrides(tiny_model_dir, tiny_beir_dir) -> list[str]:
     return [f"data.path={tiny_beir_dir}", f"student.name_or_path={tiny_model_dir}",
             f"teacher.name_or_path={tiny_model_dir}"]
