@@ -47,9 +47,9 @@ from kd.io import atomic_write_text  # noqa: E402
 
 # --smoke: a handful of SciFact claims and abstracts, and a cheap explicit teacher (the packaged MiniLM with a fresh
 # scoring head, so no teacher training and no dependence on kd-train's default teacher); caches go to a temp folder.
-SMOKE_OVERRIDES = ["data.max_train_queries=8", "data.max_eval_queries=4", "data.corpus_size=40",
+SMOKE_OVERRIDES = ["data.max_train_queries=16", "data.max_eval_queries=4", "data.corpus_size=40",
                    "teacher=trained_minilm", "teacher.name_or_path=packaged:minilm", "teacher.max_length=64"]
-SMOKE_ARGS = {"max_length": 32, "batch_size": 2, "steps": 1, "warmup": 2, "repeats": 1, "cache_groups": 4,
+SMOKE_ARGS = {"max_length": 32, "batch_size": 1, "steps": 1, "warmup": 2, "repeats": 1, "cache_groups": 2,
               "cache_epochs": 2, "cache_repeats": 1, "eval_docs": 40, "eval_max_length": 32, "eval_repeats": 1}
 
 
@@ -95,15 +95,20 @@ def compose_cfg(args: argparse.Namespace):
         return compose(config_name="train", overrides=[*overrides, *args.overrides])
 
 
-def build_loss(cfg, **settings):
+def build_loss(cfg, audit=None, **settings):
     """``DistillationLoss`` from ``cfg.loss`` as kd-train builds it: module options (e.g. ``gather_across_devices``,
-    a RetrievalDistillationModule argument that only matters under DDP) are not loss arguments."""
+    a RetrievalDistillationModule argument that only matters under DDP) are not loss arguments, and
+    ``teacher_temperature=auto`` is the temperature fitted on the dev split (``audit``, from ``prepare``)."""
     from omegaconf import OmegaConf
 
     from kd.retrieval.losses.distillation import DistillationLoss
 
+    from kd.retrieval.run import teacher_temperature
+
     options = {**OmegaConf.to_container(cfg.loss, resolve=True), **settings}
     options.pop("gather_across_devices", None)
+    if "teacher_temperature" not in settings:  # auto: fitted on the dev split, as kd-train does
+        options["teacher_temperature"] = teacher_temperature(cfg, audit)[0]
     return DistillationLoss(**options)
 
 
@@ -155,7 +160,7 @@ def kd_step_times(cfg, prepared, total_steps: int, score_cache, train_set=None, 
         splits = prepared.splits
         student.pretokenize([splits.train_queries[e.query_id] for e in examples]
                             + [splits.corpus[d] for e in examples for d in (e.positive_id, *e.fixed_negative_ids)])
-    loss = build_loss(cfg)
+    loss = build_loss(cfg, getattr(prepared, "audit", None))
     module = RetrievalDistillationModule(student, prepared.teacher, loss, lr=cfg.optim.lr,
                                          weight_decay=cfg.optim.weight_decay, warmup_ratio=cfg.optim.warmup_ratio,
                                          score_cache=score_cache)
@@ -169,7 +174,8 @@ def kd_step_times(cfg, prepared, total_steps: int, score_cache, train_set=None, 
 
 
 # ------------------------------------------------------------------------------------------------ ST training
-def st_step_times(cfg, groups: list[dict], scores: torch.Tensor, total_steps: int) -> list[float]:
+def st_step_times(cfg, groups: list[dict], scores: torch.Tensor, total_steps: int, teacher_temperature: float
+                  ) -> list[float]:
     """Train a fresh ST model with ``SentenceTransformerTrainer`` + ``DistillKLDivLoss``; per step (wall s, CPU s)."""
     from datasets import Dataset
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
@@ -198,7 +204,7 @@ def st_step_times(cfg, groups: list[dict], scores: torch.Tensor, total_steps: in
     model = SentenceTransformer(resolve_model(cfg.student.name_or_path), device="cpu")
     model.max_seq_length = cfg.student.max_length
     loss = DistillKLDivLoss(model, student_temperature=cfg.loss.student_temperature,
-                            teacher_temperature=cfg.loss.teacher_temperature)
+                            teacher_temperature=teacher_temperature)
     args = SentenceTransformerTrainingArguments(
         output_dir=tempfile.mkdtemp(prefix="st-bench-"), max_steps=total_steps,
         per_device_train_batch_size=cfg.data.batch_size, learning_rate=cfg.optim.lr,
@@ -248,9 +254,10 @@ def main(argv: list[str]) -> None:
     parts = set(args.parts.split(","))
     cfg = compose_cfg(args)
     from kd.retrieval.teacher_cache import TeacherScoreCache, score_with_cache
-    from kd.retrieval.run import prepare
+    from kd.retrieval.run import prepare, teacher_temperature
 
     prepared = prepare(cfg)
+    temperature = teacher_temperature(cfg, getattr(prepared, "audit", None))[0]
     prepared.datamodule.setup("fit")
     train_set = prepared.datamodule.train_set
     groups = [train_set[(i, 0)] for i in range(len(train_set))]
@@ -280,7 +287,7 @@ def main(argv: list[str]) -> None:
         for repeat in range(args.repeats):  # interleaved, so a slow spell of the machine hits every row
             runs = {name: kd_step_times(cfg, prepared, total, prepared.score_cache, **options)[0]
                     for name, options in variants.items()}
-            runs[st_name] = st_step_times(cfg, groups, scores, total)
+            runs[st_name] = st_step_times(cfg, groups, scores, total, temperature)
             for name, steps in runs.items():
                 wall.setdefault(name, []).append(_median([w for w, _ in steps[args.warmup:]]))
                 cpu.setdefault(name, []).append(_median([c for _, c in steps[args.warmup:]]))
@@ -311,7 +318,7 @@ def main(argv: list[str]) -> None:
 
         for repeat in range(args.cache_repeats):
             with tempfile.TemporaryDirectory() as folder:
-                cache = TeacherScoreCache(folder, prepared.teacher_path, cfg.precision.teacher, cfg.teacher.max_length)
+                cache = TeacherScoreCache(folder, identity=prepared.built_teacher.identity)
                 steps, epochs, teacher = kd_step_times(cfg, prepared, 0, cache, train_set=subset,
                                                        epochs=args.cache_epochs, doc_group_size=16)
             results.setdefault("kd with the score cache (empty at start)", []).append((epochs, teacher, epoch_cpu(steps)))
@@ -323,8 +330,8 @@ def main(argv: list[str]) -> None:
                                                    for k, v in results.items()), flush=True)
         header = " | ".join(f"epoch {e}: wall s (teacher s) / CPU s" for e in range(args.cache_epochs))
         lines += [f"### Teacher score cache: per-epoch time\n\n{args.cache_groups} groups per epoch "
-                  f"({per_epoch} steps), {args.cache_epochs} epochs, teacher max length "
-                  f"{cfg.teacher.max_length}; the random negative of each group is redrawn every epoch, so later "
+                  f"({per_epoch} steps), {args.cache_epochs} epochs, teacher {prepared.built_teacher.description}"
+                  f"; the random negative of each group is redrawn every epoch, so later "
                   f"epochs still score those new pairs. Median of {args.cache_repeats} run(s).\n",
                   f"| teacher scores | {header} |", "|---|" + "---|" * args.cache_epochs]
         for name, runs in results.items():

@@ -27,8 +27,8 @@ from pathlib import Path
 
 # --smoke: a handful of SciFact claims and abstracts, one short epoch, and a cheap explicit teacher (the packaged
 # MiniLM with a fresh scoring head: no teacher training, no dependence on kd-train's default teacher).
-SMOKE_OVERRIDES = ["data=scifact", "data.max_train_queries=8", "data.max_eval_queries=4", "data.corpus_size=40",
-                   "data.batch_size=2", "teacher=trained_minilm", "teacher.name_or_path=packaged:minilm",
+SMOKE_OVERRIDES = ["data=scifact", "data.max_train_queries=16", "data.max_eval_queries=4", "data.corpus_size=40",
+                   "data.batch_size=1", "teacher=trained_minilm", "teacher.name_or_path=packaged:minilm",
                    "teacher.max_length=64", "student.max_length=32", "trainer.max_epochs=1", "checkpoint=none",
                    "++trainer.enable_progress_bar=false"]
 

@@ -49,9 +49,9 @@ log = logging.getLogger("benchmark_quality")
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 # --smoke: a handful of SciFact claims and abstracts and a cheap explicit teacher (the packaged MiniLM with a fresh
 # scoring head: no teacher training, no dependence on kd-train's default teacher).
-SMOKE_OVERRIDES = ["data.max_train_queries=8", "data.max_eval_queries=4", "data.corpus_size=40",
+SMOKE_OVERRIDES = ["data.max_train_queries=16", "data.max_eval_queries=4", "data.corpus_size=40",
                    "teacher=trained_minilm", "teacher.name_or_path=packaged:minilm", "teacher.max_length=64"]
-SMOKE_ARGS = {"train_max_length": 32, "eval_max_length": 32, "epochs": 1, "batch_size": 4}
+SMOKE_ARGS = {"train_max_length": 32, "eval_max_length": 32, "epochs": 1, "batch_size": 2}
 
 # row id -> (label, kind, settings)
 ROWS: dict[str, tuple[str, str, dict]] = {
@@ -61,7 +61,7 @@ ROWS: dict[str, tuple[str, str, dict]] = {
                 {"kl_weight": 1.0, "contrastive_weight": 1.0, "penalty_weight": 0.1}),
     "kd_contrastive": ("kd contrastive-only (InfoNCE, in-batch + hard negatives)", "kd",
                        {"kl_weight": 0.0, "contrastive_weight": 1.0, "penalty_weight": 0.0}),
-    "st_kldiv": ("ST DistillKLDivLoss (same teacher scores, T=0.05)", "st", {"loss": "kldiv"}),
+    "st_kldiv": ("ST DistillKLDivLoss (same teacher scores and temperature)", "st", {"loss": "kldiv"}),
     "st_marginmse": ("ST MarginMSELoss (same teacher scores)", "st", {"loss": "marginmse"}),
     "kd_kl": ("kd KL-only", "kd", {"kl_weight": 1.0, "contrastive_weight": 0.0, "penalty_weight": 0.0}),
     "teacher_rerank_bm25": ("teacher reranking BM25's top-100", "rerank", {}),
@@ -105,16 +105,21 @@ def compose_cfg(args: argparse.Namespace):
         return compose(config_name="train", overrides=[*overrides, *args.overrides])
 
 
-def build_loss(cfg, **settings):
+def build_loss(cfg, audit=None, **settings):
     """``DistillationLoss`` from ``cfg.loss`` (+ ``settings``) as kd-train builds it: module options (e.g.
     ``gather_across_devices``, a RetrievalDistillationModule argument that only matters under DDP) are not loss
-    arguments. Returns (loss, the loss arguments)."""
+    arguments, and ``teacher_temperature=auto`` is the temperature fitted on the dev split (``audit``, from
+    ``prepare``). Returns (loss, the loss arguments)."""
     from omegaconf import OmegaConf
 
     from kd.retrieval.losses.distillation import DistillationLoss
 
+    from kd.retrieval.run import teacher_temperature
+
     options = {**OmegaConf.to_container(cfg.loss, resolve=True), **settings}
     options.pop("gather_across_devices", None)
+    if "teacher_temperature" not in settings:  # auto: fitted on the dev split, as kd-train does
+        options["teacher_temperature"] = teacher_temperature(cfg, audit)[0]
     return DistillationLoss(**options), options
 
 
@@ -140,7 +145,7 @@ def train_kd(cfg, prepared, settings: dict, folder: Path) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     student = BiEncoder(cfg.student.name_or_path, max_length=cfg.student.max_length)
     prepared.datamodule.student = student  # the collator tokenises with the row's own student
-    loss, loss_args = build_loss(cfg, **settings)
+    loss, loss_args = build_loss(cfg, getattr(prepared, "audit", None), **settings)
     module = RetrievalDistillationModule(student, prepared.teacher, loss, lr=cfg.optim.lr,
                                          weight_decay=cfg.optim.weight_decay, warmup_ratio=cfg.optim.warmup_ratio,
                                          score_cache=prepared.score_cache)
@@ -220,11 +225,12 @@ def main(argv: list[str]) -> None:
     from kd.retrieval.metrics.retrieval import retrieval_metrics
     from kd.packaged_models import resolve_model
     from kd.retrieval.teacher_cache import score_with_cache
-    from kd.retrieval.run import prepare
+    from kd.retrieval.run import prepare, teacher_temperature
 
     start_all = time.perf_counter()
     prepared = prepare(cfg)
     splits, teacher, cache = prepared.splits, prepared.teacher, prepared.score_cache
+    temperature = teacher_temperature(cfg, getattr(prepared, "audit", None))[0]  # auto: fitted on dev, as kd-train
     prepared.datamodule.setup("fit")
     train_set = prepared.datamodule.train_set
     groups = [train_set[(i, 0)] for i in range(len(train_set))]  # what epoch 0 trains on (1 + 3 docs each)
@@ -261,7 +267,8 @@ def main(argv: list[str]) -> None:
             if kind == "kd":
                 result["train"] = train_kd(cfg, prepared, settings, folder)
             else:
-                result["train"] = train_st(cfg, st_dataset(groups, scores), settings, folder, out / "st_work" / row)
+                result["train"] = train_st(cfg, st_dataset(groups, scores), {"teacher_temperature": temperature,
+                                                                             **settings}, folder, out / "st_work" / row)
             result["metrics"], result["eval_s"] = evaluate_folder(str(folder), splits, args.eval_max_length)
         result["eval_s"] = round(result["eval_s"], 1)
         atomic_write_json(path, result)

@@ -27,14 +27,13 @@ import kd.config  # noqa: F401
 from kd.io import atomic_write_text
 from kd.retrieval.metrics.evaluate import rerank
 from kd.retrieval.metrics.retrieval import retrieval_metrics
-from kd.retrieval.models.cross_encoder import CrossEncoder
 from kd.retrieval.run import format_table, load_splits, run_training
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 # --smoke: a handful of SciFact claims and abstracts, one short epoch, and a cheap explicit teacher (the packaged
 # MiniLM with a fresh scoring head: no teacher training, no dependence on kd-train's default teacher).
-SMOKE_OVERRIDES = ["data.max_train_queries=8", "data.max_eval_queries=4", "data.corpus_size=40", "data.batch_size=4",
+SMOKE_OVERRIDES = ["data.max_train_queries=16", "data.max_eval_queries=4", "data.corpus_size=40", "data.batch_size=2",
                    "teacher=trained_minilm", "teacher.name_or_path=packaged:minilm", "teacher.max_length=64",
                    "student.max_length=32", "trainer=cpu", "trainer.max_epochs=1", "logger=none", "checkpoint=none",
                    "save_student=false", "++trainer.enable_progress_bar=false"]
@@ -56,9 +55,14 @@ def main(argv: list[str]) -> None:
     rows = {"(a) untrained student (all-MiniLM-L6-v2)": results["before"],
             "(b) distilled student": results["after"]}
 
-    splits = load_splits(cfg)
+    from kd.retrieval.dev_split import carve_dev_split
+    from kd.retrieval.teachers import build_teacher
+
+    splits, dev = carve_dev_split(load_splits(cfg), float(cfg.data.get("dev_fraction", 0.0)), seed=cfg.seed)
     run = json.loads((out / "eval_run.json").read_text())
-    teacher = CrossEncoder(results["teacher"], max_length=cfg.teacher.max_length)
+    # the teacher the run distilled (any kind; a trained cross-encoder or a fusion's choices come from the cache)
+    teacher = build_teacher(cfg.teacher, splits, dev, cfg.paths.cache_dir, seed=cfg.seed,
+                            precision=cfg.precision.teacher, accelerator=cfg.trainer.accelerator).teacher
     rerank_start = time.perf_counter()
     reranked = rerank(teacher, splits.corpus, splits.eval_queries, run, depth=100,
                       batch_size=cfg.teacher.score_batch_size)
