@@ -47,10 +47,17 @@ from kd.io import atomic_write_text  # noqa: E402
 
 # --smoke: a handful of SciFact claims and abstracts, and a cheap explicit teacher (the packaged MiniLM with a fresh
 # scoring head, so no teacher training and no dependence on kd-train's default teacher); caches go to a temp folder.
-SMOKE_OVERRIDES = ["data.max_train_queries=16", "data.max_eval_queries=4", "data.corpus_size=40",
+SMOKE_OVERRIDES = ["data.max_train_queries=10", "data.max_eval_queries=4", "data.corpus_size=40",
                    "teacher=trained_minilm", "teacher.name_or_path=packaged:minilm", "teacher.max_length=64"]
 SMOKE_ARGS = {"max_length": 32, "batch_size": 1, "steps": 1, "warmup": 2, "repeats": 1, "cache_groups": 2,
               "cache_epochs": 2, "cache_repeats": 1, "eval_docs": 40, "eval_max_length": 32, "eval_repeats": 1}
+
+
+def smoke_overrides(given: list[str]) -> list[str]:
+    """SMOKE_OVERRIDES, less the smoke teacher when ``given`` picks a teacher (``teacher=...``) of its own."""
+    if any(o.lstrip("+~").startswith("teacher=") for o in given):
+        return [o for o in SMOKE_OVERRIDES if not o.startswith("teacher")]
+    return list(SMOKE_OVERRIDES)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -79,7 +86,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.smoke:
         args.__dict__.update(SMOKE_ARGS)
         smoke_dir = tempfile.mkdtemp(prefix="kd-bench-smoke-")
-        args.overrides = [*SMOKE_OVERRIDES, f"paths.cache_dir={smoke_dir}/cache", *args.overrides]
+        args.overrides = [*smoke_overrides(args.overrides), f"paths.cache_dir={smoke_dir}/cache", *args.overrides]
         if not any(a == "--out" or a.startswith("--out=") for a in argv):
             args.out = f"{smoke_dir}/benchmark_throughput.md"
     return args

@@ -27,10 +27,17 @@ from pathlib import Path
 
 # --smoke: a handful of SciFact claims and abstracts, one short epoch, and a cheap explicit teacher (the packaged
 # MiniLM with a fresh scoring head: no teacher training, no dependence on kd-train's default teacher).
-SMOKE_OVERRIDES = ["data=scifact", "data.max_train_queries=16", "data.max_eval_queries=4", "data.corpus_size=40",
+SMOKE_OVERRIDES = ["data=scifact", "data.max_train_queries=10", "data.max_eval_queries=4", "data.corpus_size=40",
                    "data.batch_size=1", "teacher=trained_minilm", "teacher.name_or_path=packaged:minilm",
                    "teacher.max_length=64", "student.max_length=32", "trainer.max_epochs=1", "checkpoint=none",
                    "++trainer.enable_progress_bar=false"]
+
+
+def smoke_overrides(given: list[str]) -> list[str]:
+    """SMOKE_OVERRIDES, less the smoke teacher when ``given`` picks a teacher (``teacher=...``) of its own."""
+    if any(o.lstrip("+~").startswith("teacher=") for o in given):
+        return [o for o in SMOKE_OVERRIDES if not o.startswith("teacher")]
+    return list(SMOKE_OVERRIDES)
 
 
 def run(processes: int, overrides: list[str], out_dir: Path) -> dict:
@@ -63,7 +70,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="kd-ddp-bench-") as tmp:
         if args.smoke:
-            args.overrides = [*SMOKE_OVERRIDES, f"paths.cache_dir={tmp}/cache", *args.overrides]
+            args.overrides = [*smoke_overrides(args.overrides), f"paths.cache_dir={tmp}/cache", *args.overrides]
         for n in [int(p) for p in args.processes.split(",")]:
             row = run(n, args.overrides, Path(tmp) / f"p{n}")
             row["groups_per_s"] = row["pairs_per_s"] / args.candidates

@@ -49,9 +49,16 @@ log = logging.getLogger("benchmark_quality")
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 # --smoke: a handful of SciFact claims and abstracts and a cheap explicit teacher (the packaged MiniLM with a fresh
 # scoring head: no teacher training, no dependence on kd-train's default teacher).
-SMOKE_OVERRIDES = ["data.max_train_queries=16", "data.max_eval_queries=4", "data.corpus_size=40",
+SMOKE_OVERRIDES = ["data.max_train_queries=10", "data.max_eval_queries=4", "data.corpus_size=40",
                    "teacher=trained_minilm", "teacher.name_or_path=packaged:minilm", "teacher.max_length=64"]
 SMOKE_ARGS = {"train_max_length": 32, "eval_max_length": 32, "epochs": 1, "batch_size": 2}
+
+
+def smoke_overrides(given: list[str]) -> list[str]:
+    """SMOKE_OVERRIDES, less the smoke teacher when ``given`` picks a teacher (``teacher=...``) of its own."""
+    if any(o.lstrip("+~").startswith("teacher=") for o in given):
+        return [o for o in SMOKE_OVERRIDES if not o.startswith("teacher")]
+    return list(SMOKE_OVERRIDES)
 
 # row id -> (label, kind, settings)
 ROWS: dict[str, tuple[str, str, dict]] = {
@@ -89,7 +96,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
         args.__dict__.update(SMOKE_ARGS)
         smoke_dir = tempfile.mkdtemp(prefix="kd-quality-smoke-")
-        args.overrides = [*SMOKE_OVERRIDES, f"paths.cache_dir={smoke_dir}/cache", *args.overrides]
+        args.overrides = [*smoke_overrides(args.overrides), f"paths.cache_dir={smoke_dir}/cache", *args.overrides]
         if not any(a == "--out" or a.startswith("--out=") for a in argv):
             args.out = f"{smoke_dir}/out"
     return args

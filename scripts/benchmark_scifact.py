@@ -33,10 +33,17 @@ REPO = Path(__file__).resolve().parents[1]
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 # --smoke: a handful of SciFact claims and abstracts, one short epoch, and a cheap explicit teacher (the packaged
 # MiniLM with a fresh scoring head: no teacher training, no dependence on kd-train's default teacher).
-SMOKE_OVERRIDES = ["data.max_train_queries=16", "data.max_eval_queries=4", "data.corpus_size=40", "data.batch_size=2",
+SMOKE_OVERRIDES = ["data.max_train_queries=10", "data.max_eval_queries=4", "data.corpus_size=40", "data.batch_size=2",
                    "teacher=trained_minilm", "teacher.name_or_path=packaged:minilm", "teacher.max_length=64",
                    "student.max_length=32", "trainer=cpu", "trainer.max_epochs=1", "logger=none", "checkpoint=none",
                    "save_student=false", "++trainer.enable_progress_bar=false"]
+
+
+def smoke_overrides(given: list[str]) -> list[str]:
+    """SMOKE_OVERRIDES, less the smoke teacher when ``given`` picks a teacher (``teacher=...``) of its own."""
+    if any(o.lstrip("+~").startswith("teacher=") for o in given):
+        return [o for o in SMOKE_OVERRIDES if not o.startswith("teacher")]
+    return list(SMOKE_OVERRIDES)
 
 
 def main(argv: list[str]) -> None:
@@ -47,7 +54,7 @@ def main(argv: list[str]) -> None:
         import tempfile
 
         out = Path(tempfile.mkdtemp(prefix="kd-scifact-smoke-"))
-        overrides = [*SMOKE_OVERRIDES, f"paths.cache_dir={out / 'cache'}", *overrides]
+        overrides = [*smoke_overrides(overrides), f"paths.cache_dir={out / 'cache'}", *overrides]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["data=scifact", f"paths.output_dir={out}", *overrides])
     start = time.perf_counter()
