@@ -12,10 +12,16 @@ loading, tokenisation, forward, backward, optimizer all included). Medians over 
    the cache starting empty (epoch 0 fills it; later epochs only score newly drawn random negatives);
 3. evaluation: corpus encoding alone vs. encoding + FAISS index + query encoding + search.
 
-    OMP_NUM_THREADS=2 python benchmarks/benchmark_throughput.py
+    OMP_NUM_THREADS=2 python benchmarks/benchmark_throughput.py [hydra overrides for kd-train...]
 
-Prints a Markdown table and writes it with the command to ``--out`` (default
-``outputs/benchmark_throughput.md``); copy it into benchmarks/RESULTS.md.
+The teacher is the one ``kd-train`` builds with the same overrides (``--teacher`` or ``teacher.*`` overrides
+change it). Prints a Markdown table and writes it with the command to ``--out`` (default
+``outputs/benchmark_throughput.md``); copy it into benchmarks/RESULTS.md. The last line printed is the headline,
+``kd vs ST (wall): X.XXx at max_length N`` (the first kd row against ST).
+
+``--smoke`` runs every part once on a handful of SciFact claims and abstracts (one timed step, packaged MiniLM
+as student and, with a fresh scoring head, as teacher; caches in a temporary folder) in seconds, so the script
+is checked by the test suite (tests/benchmarks/test_benchmarks_smoke.py); its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -39,12 +45,25 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 import kd.config  # noqa: E402,F401
 from kd.io import atomic_write_text  # noqa: E402
 
-DEFAULT_TEACHER = "~/.cache/kd/teachers/7ba8c7f034b08f15"
+# --smoke: a handful of SciFact claims and abstracts, and a cheap explicit teacher (the packaged MiniLM with a fresh
+# scoring head, so no teacher training and no dependence on kd-train's default teacher); caches go to a temp folder.
+SMOKE_OVERRIDES = ["data.max_train_queries=10", "data.max_eval_queries=4", "data.corpus_size=40",
+                   "teacher=trained_minilm", "teacher.name_or_path=packaged:minilm", "teacher.max_length=64"]
+SMOKE_ARGS = {"max_length": 32, "batch_size": 1, "steps": 1, "warmup": 2, "repeats": 1, "cache_groups": 2,
+              "cache_epochs": 2, "cache_repeats": 1, "eval_docs": 40, "eval_max_length": 32, "eval_repeats": 1}
+
+
+def smoke_overrides(given: list[str]) -> list[str]:
+    """SMOKE_OVERRIDES, less the smoke teacher when ``given`` picks a teacher (``teacher=...``) of its own."""
+    if any(o.lstrip("+~").startswith("teacher=") for o in given):
+        return [o for o in SMOKE_OVERRIDES if not o.startswith("teacher")]
+    return list(SMOKE_OVERRIDES)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--teacher", default=DEFAULT_TEACHER)
+    parser.add_argument("--teacher", default=None,
+                        help="teacher.name_or_path (default: the teacher kd-train builds with these overrides)")
     parser.add_argument("--data", default="scifact")
     parser.add_argument("--max-length", type=int, default=128, help="student tokens per text (training)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -60,15 +79,44 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--buckets", action="store_true", help="also time kd with length-bucketed batches")
     parser.add_argument("--parts", default="train,cache,eval")
     parser.add_argument("--out", default=str(REPO / "outputs" / "benchmark_throughput.md"))
-    return parser.parse_args(argv)
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds-long check of every part on a handful of SciFact docs (numbers mean nothing)")
+    parser.add_argument("overrides", nargs="*", help="hydra overrides for kd-train's config (e.g. teacher=...)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.__dict__.update(SMOKE_ARGS)
+        smoke_dir = tempfile.mkdtemp(prefix="kd-bench-smoke-")
+        args.overrides = [*smoke_overrides(args.overrides), f"paths.cache_dir={smoke_dir}/cache", *args.overrides]
+        if not any(a == "--out" or a.startswith("--out=") for a in argv):
+            args.out = f"{smoke_dir}/benchmark_throughput.md"
+    return args
 
 
 def compose_cfg(args: argparse.Namespace):
     overrides = [f"data={args.data}", f"student.max_length={args.max_length}", "logger=none", "trainer=cpu",
-                 f"teacher.name_or_path={os.path.expanduser(args.teacher)}", f"data.batch_size={args.batch_size}",
-                 "eval_before=false", "save_student=false", f"paths.output_dir={tempfile.mkdtemp(prefix='kd-bench-')}"]
+                 f"data.batch_size={args.batch_size}", "eval_before=false", "save_student=false",
+                 f"paths.output_dir={tempfile.mkdtemp(prefix='kd-bench-')}"]
+    if args.teacher:
+        overrides.append(f"teacher.name_or_path={os.path.expanduser(args.teacher)}")
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+        return compose(config_name="train", overrides=[*overrides, *args.overrides])
+
+
+def build_loss(cfg, audit=None, **settings):
+    """``DistillationLoss`` from ``cfg.loss`` as kd-train builds it: module options (e.g. ``gather_across_devices``,
+    a RetrievalDistillationModule argument that only matters under DDP) are not loss arguments, and
+    ``teacher_temperature=auto`` is the temperature fitted on the dev split (``audit``, from ``prepare``)."""
+    from omegaconf import OmegaConf
+
+    from kd.retrieval.losses.distillation import DistillationLoss
+
+    from kd.retrieval.run import teacher_temperature
+
+    options = {**OmegaConf.to_container(cfg.loss, resolve=True), **settings}
+    options.pop("gather_across_devices", None)
+    if "teacher_temperature" not in settings:  # auto: fitted on the dev split, as kd-train does
+        options["teacher_temperature"] = teacher_temperature(cfg, audit)[0]
+    return DistillationLoss(**options)
 
 
 def _median(values: list[float]) -> float:
@@ -85,10 +133,8 @@ def kd_step_times(cfg, prepared, total_steps: int, score_cache, train_set=None, 
     """
     import lightning as L
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     from kd.retrieval.distillation_module import RetrievalDistillationModule
-    from kd.retrieval.losses.distillation import DistillationLoss
     from kd.retrieval.models.bi_encoder import BiEncoder
 
     class Clock(L.Callback):
@@ -121,7 +167,7 @@ def kd_step_times(cfg, prepared, total_steps: int, score_cache, train_set=None, 
         splits = prepared.splits
         student.pretokenize([splits.train_queries[e.query_id] for e in examples]
                             + [splits.corpus[d] for e in examples for d in (e.positive_id, *e.fixed_negative_ids)])
-    loss = DistillationLoss(**OmegaConf.to_container(cfg.loss, resolve=True))
+    loss = build_loss(cfg, getattr(prepared, "audit", None))
     module = RetrievalDistillationModule(student, prepared.teacher, loss, lr=cfg.optim.lr,
                                          weight_decay=cfg.optim.weight_decay, warmup_ratio=cfg.optim.warmup_ratio,
                                          score_cache=score_cache)
@@ -135,7 +181,8 @@ def kd_step_times(cfg, prepared, total_steps: int, score_cache, train_set=None, 
 
 
 # ------------------------------------------------------------------------------------------------ ST training
-def st_step_times(cfg, groups: list[dict], scores: torch.Tensor, total_steps: int) -> list[float]:
+def st_step_times(cfg, groups: list[dict], scores: torch.Tensor, total_steps: int, teacher_temperature: float
+                  ) -> list[float]:
     """Train a fresh ST model with ``SentenceTransformerTrainer`` + ``DistillKLDivLoss``; per step (wall s, CPU s)."""
     from datasets import Dataset
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
@@ -164,7 +211,7 @@ def st_step_times(cfg, groups: list[dict], scores: torch.Tensor, total_steps: in
     model = SentenceTransformer(resolve_model(cfg.student.name_or_path), device="cpu")
     model.max_seq_length = cfg.student.max_length
     loss = DistillKLDivLoss(model, student_temperature=cfg.loss.student_temperature,
-                            teacher_temperature=cfg.loss.teacher_temperature)
+                            teacher_temperature=teacher_temperature)
     args = SentenceTransformerTrainingArguments(
         output_dir=tempfile.mkdtemp(prefix="st-bench-"), max_steps=total_steps,
         per_device_train_batch_size=cfg.data.batch_size, learning_rate=cfg.optim.lr,
@@ -214,9 +261,10 @@ def main(argv: list[str]) -> None:
     parts = set(args.parts.split(","))
     cfg = compose_cfg(args)
     from kd.retrieval.teacher_cache import TeacherScoreCache, score_with_cache
-    from kd.retrieval.run import prepare
+    from kd.retrieval.run import prepare, teacher_temperature
 
     prepared = prepare(cfg)
+    temperature = teacher_temperature(cfg, getattr(prepared, "audit", None))[0]
     prepared.datamodule.setup("fit")
     train_set = prepared.datamodule.train_set
     groups = [train_set[(i, 0)] for i in range(len(train_set))]
@@ -226,6 +274,7 @@ def main(argv: list[str]) -> None:
     total = args.warmup + args.steps
     candidates = len(groups[0]["docs"])
     lines: list[str] = []
+    headline = None
     config = (f"{len(groups)} SciFact train groups (claim + positive + {candidates - 1} negatives), batch "
               f"{args.batch_size} claims = {args.batch_size * candidates} pairs, student max length "
               f"{args.max_length}, fp32, {threads} torch threads, {args.warmup} warm-up + {args.steps} timed steps, "
@@ -245,7 +294,7 @@ def main(argv: list[str]) -> None:
         for repeat in range(args.repeats):  # interleaved, so a slow spell of the machine hits every row
             runs = {name: kd_step_times(cfg, prepared, total, prepared.score_cache, **options)[0]
                     for name, options in variants.items()}
-            runs[st_name] = st_step_times(cfg, groups, scores, total)
+            runs[st_name] = st_step_times(cfg, groups, scores, total, temperature)
             for name, steps in runs.items():
                 wall.setdefault(name, []).append(_median([w for w, _ in steps[args.warmup:]]))
                 cpu.setdefault(name, []).append(_median([c for _, c in steps[args.warmup:]]))
@@ -262,6 +311,8 @@ def main(argv: list[str]) -> None:
                          f" | {st_wall / step:.2f}x | {work:.2f} | {st_cpu / work:.2f}x | "
                          f"{', '.join(f'{v:.2f}' for v in wall[name])} |")
         lines.append("")
+        kd_name = next(iter(variants))
+        headline = f"kd vs ST (wall): {st_wall / _median(wall[kd_name]):.2f}x at max_length {args.max_length}"
 
     if "cache" in parts:
         subset = copy.copy(train_set)
@@ -274,7 +325,7 @@ def main(argv: list[str]) -> None:
 
         for repeat in range(args.cache_repeats):
             with tempfile.TemporaryDirectory() as folder:
-                cache = TeacherScoreCache(folder, prepared.teacher_path, cfg.precision.teacher, cfg.teacher.max_length)
+                cache = TeacherScoreCache(folder, identity=prepared.built_teacher.identity)
                 steps, epochs, teacher = kd_step_times(cfg, prepared, 0, cache, train_set=subset,
                                                        epochs=args.cache_epochs, doc_group_size=16)
             results.setdefault("kd with the score cache (empty at start)", []).append((epochs, teacher, epoch_cpu(steps)))
@@ -286,8 +337,8 @@ def main(argv: list[str]) -> None:
                                                    for k, v in results.items()), flush=True)
         header = " | ".join(f"epoch {e}: wall s (teacher s) / CPU s" for e in range(args.cache_epochs))
         lines += [f"### Teacher score cache: per-epoch time\n\n{args.cache_groups} groups per epoch "
-                  f"({per_epoch} steps), {args.cache_epochs} epochs, teacher max length "
-                  f"{cfg.teacher.max_length}; the random negative of each group is redrawn every epoch, so later "
+                  f"({per_epoch} steps), {args.cache_epochs} epochs, teacher {prepared.built_teacher.description}"
+                  f"; the random negative of each group is redrawn every epoch, so later "
                   f"epochs still score those new pairs. Median of {args.cache_repeats} run(s).\n",
                   f"| teacher scores | {header} |", "|---|" + "---|" * args.cache_epochs]
         for name, runs in results.items():
@@ -318,8 +369,10 @@ def main(argv: list[str]) -> None:
 
     command = f"OMP_NUM_THREADS={threads} python benchmarks/benchmark_throughput.py " + " ".join(argv)
     report = f"Command: `{command}`\n\n" + "\n".join(lines)
+    atomic_write_text(Path(args.out), report + (f"\n{headline}\n" if headline else ""))
     print(report)
-    atomic_write_text(Path(args.out), report)
+    if headline:
+        print(headline)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,11 @@ N x data.batch_size query groups), and the final evaluation's time (its corpus e
 processes). Same data, teacher (scores cached), seed and epochs in every run.
 
     python scripts/benchmark_ddp.py --processes 1,2 -- data=scifact_mini
+
+``--smoke`` runs both process counts on a handful of SciFact claims and abstracts (one short epoch, packaged
+MiniLM as student and, with a fresh scoring head, as teacher; caches in a temporary folder) in seconds, so the
+script is checked by the test suite (tests/benchmarks/test_benchmarks_smoke.py); its numbers mean nothing.
+Overrides given after ``--`` win over the smoke ones.
 """
 
 from __future__ import annotations
@@ -19,6 +24,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# --smoke: a handful of SciFact claims and abstracts, one short epoch, and a cheap explicit teacher (the packaged
+# MiniLM with a fresh scoring head: no teacher training, no dependence on kd-train's default teacher).
+SMOKE_OVERRIDES = ["data=scifact", "data.max_train_queries=10", "data.max_eval_queries=4", "data.corpus_size=40",
+                   "data.batch_size=1", "teacher=trained_minilm", "teacher.name_or_path=packaged:minilm",
+                   "teacher.max_length=64", "student.max_length=32", "trainer.max_epochs=1", "checkpoint=none",
+                   "++trainer.enable_progress_bar=false"]
+
+
+def smoke_overrides(given: list[str]) -> list[str]:
+    """SMOKE_OVERRIDES, less the smoke teacher when ``given`` picks a teacher (``teacher=...``) of its own."""
+    if any(o.lstrip("+~").startswith("teacher=") for o in given):
+        return [o for o in SMOKE_OVERRIDES if not o.startswith("teacher")]
+    return list(SMOKE_OVERRIDES)
 
 
 def run(processes: int, overrides: list[str], out_dir: Path) -> dict:
@@ -44,10 +63,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--processes", default="1,2")
     parser.add_argument("--candidates", type=int, default=4, help="1 positive + data.num_negatives per group")
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds-long check on a handful of SciFact docs (numbers mean nothing)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="kd-ddp-bench-") as tmp:
+        if args.smoke:
+            args.overrides = [*smoke_overrides(args.overrides), f"paths.cache_dir={tmp}/cache", *args.overrides]
         for n in [int(p) for p in args.processes.split(",")]:
             row = run(n, args.overrides, Path(tmp) / f"p{n}")
             row["groups_per_s"] = row["pairs_per_s"] / args.candidates

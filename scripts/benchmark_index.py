@@ -14,6 +14,11 @@ Recall@k of an index = share of the flat index's top-k ids it also returns, mean
 
     OMP_NUM_THREADS=2 python scripts/benchmark_index.py scifact
     OMP_NUM_THREADS=2 python scripts/benchmark_index.py synthetic --size 1000000 --hnsw-m 16 --ef-construction 40
+
+``--smoke`` builds every index kind in seconds, so the script is checked by the test suite
+(tests/benchmarks/test_benchmarks_smoke.py); its numbers mean nothing. ``synthetic --smoke``: 2000 x 32 vectors,
+50 queries; ``scifact --smoke``: 300 SciFact abstracts and 20 test claims, 32 tokens each, embeddings in a
+temporary folder.
 """
 
 from __future__ import annotations
@@ -49,7 +54,9 @@ def clustered_vectors(centres: np.ndarray, size: int, seed: int, spread: float =
     return out
 
 
-def scifact_vectors(embeddings_dir: Path, shards: int, batch_size: int):
+def scifact_vectors(embeddings_dir: Path, shards: int, batch_size: int, max_length: int = 256,
+                    corpus_size: int | None = None, max_eval_queries: int | None = None, cache_dir: str | None = None,
+                    max_train_queries: int | None = None):
     """(doc ids, doc vectors [N, H], query ids, query vectors [Q, H], qrels, encode docs/s or None)."""
     from kd.retrieval.data.sources import load_retrieval_data
     from kd.retrieval.metrics.corpus_shards import corpus_fingerprint, encode_shard, load_shards, shard_path
@@ -57,8 +64,10 @@ def scifact_vectors(embeddings_dir: Path, shards: int, batch_size: int):
     from kd.paths import shared_path
 
     splits = load_retrieval_data("scifact", shared_path("data/scifact/scifact.zip"), train_split="train",
-                                 eval_split="test", cache_dir=os.path.expanduser("~/.cache/kd"))
-    encoder = BiEncoder("packaged:minilm", max_length=256)
+                                 eval_split="test", corpus_size=corpus_size, max_eval_queries=max_eval_queries,
+                                 max_train_queries=max_train_queries,
+                                 cache_dir=cache_dir or os.path.expanduser("~/.cache/kd"))
+    encoder = BiEncoder("packaged:minilm", max_length=max_length)
     fingerprint = corpus_fingerprint(splits.corpus, encoder.name_or_path)
     docs_per_s = None
     todo = [i for i in range(shards) if not shard_path(embeddings_dir, i, shards).is_file()]
@@ -139,7 +148,18 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=200_000)
     parser.add_argument("--shards", type=int, default=2, help="scifact: corpus encoded in this many shards")
     parser.add_argument("--embeddings-dir", default=os.path.expanduser("~/.cache/kd/embeddings/scifact-minilm"))
+    parser.add_argument("--smoke", action="store_true", help="seconds-long check of every index kind (numbers mean nothing)")
     args = parser.parse_args()
+    scifact_options: dict = {}
+    if args.smoke:
+        import tempfile
+
+        tmp = tempfile.mkdtemp(prefix="kd-index-smoke-")
+        args.size, args.dim, args.queries, args.pq_m = 2000, 32, 50, 8
+        args.hnsw_m, args.ef_construction, args.ef_search = 8, 16, 32
+        args.embeddings_dir = f"{tmp}/embeddings"
+        scifact_options = {"max_length": 32, "corpus_size": 300, "max_eval_queries": 20,
+                           "max_train_queries": 1, "cache_dir": f"{tmp}/cache"}
 
     import faiss
 
@@ -150,7 +170,8 @@ def main() -> None:
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")
     extra = {}
     if args.corpus == "scifact":
-        doc_ids, docs, query_ids, queries, qrels, docs_per_s = scifact_vectors(Path(args.embeddings_dir), args.shards, 64)
+        doc_ids, docs, query_ids, queries, qrels, docs_per_s = scifact_vectors(Path(args.embeddings_dir), args.shards,
+                                                                               64, **scifact_options)
         extra = {"doc_ids": doc_ids, "query_ids": query_ids, "qrels": qrels}
         print(f"SciFact: {len(docs)} docs, {len(queries)} judged test claims"
               + (f", encoded at {docs_per_s:.1f} docs/s ({args.shards} shards, one after another)" if docs_per_s else ""))

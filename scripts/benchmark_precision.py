@@ -8,6 +8,9 @@ Each configuration runs in its own subprocess (so peak memory is its own) on the
     silently run it as bf16-mixed).
 
     python scripts/benchmark_precision.py [--pairs 256] [--steps 6] [--teacher <folder or HF id>]
+
+``--smoke`` scores 16 pairs in fp32 and bf16 and trains the student 2 steps in 32-true, in seconds, so the script is
+checked by the test suite (tests/benchmarks/test_benchmarks_smoke.py); its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def teacher_job(precision: str, teacher: str, pairs: int, accelerator: str) -> d
             "scores": scores.tolist()}
 
 
-def student_job(precision: str, steps: int, accelerator: str) -> dict:
+def student_job(precision: str, steps: int, accelerator: str, student_model: str = "packaged:minilm") -> dict:
     import lightning as L
     import torch
 
@@ -51,7 +54,7 @@ def student_job(precision: str, steps: int, accelerator: str) -> dict:
 
     check_precision(accelerator, precision, "fp32")
     queries, docs = _pairs(8 * 4 * steps)
-    student = BiEncoder("packaged:minilm", max_length=128)
+    student = BiEncoder(student_model, max_length=128)
 
     class Steps(L.LightningModule):
         def __init__(self):
@@ -94,7 +97,8 @@ def _pairs(n: int) -> tuple[list[str], list[str]]:
 
 def _child(kind: str, precision: str, args) -> dict:
     command = [sys.executable, __file__, "--child", kind, "--precision", precision, "--pairs", str(args.pairs),
-               "--steps", str(args.steps), "--teacher", args.teacher, "--accelerator", args.accelerator]
+               "--steps", str(args.steps), "--teacher", args.teacher, "--student", args.student,
+               "--accelerator", args.accelerator]
     proc = subprocess.run(command, capture_output=True, text=True)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("RESULT "):
@@ -108,13 +112,20 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=256)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--teacher", default="packaged:minilm")
+    parser.add_argument("--student", default="packaged:minilm", help="bi-encoder trained in the student rows")
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--child", choices=["teacher", "student"])
     parser.add_argument("--precision")
+    parser.add_argument("--teacher-precisions", default="fp32,bf16,fp16,int8,nf4")
+    parser.add_argument("--student-precisions", default="32-true,bf16-mixed,bf16-true,16-true,16-mixed,64-true")
+    parser.add_argument("--smoke", action="store_true", help="seconds-long check (numbers mean nothing)")
     args = parser.parse_args()
+    if args.smoke:
+        args.pairs, args.steps = 16, 2
+        args.teacher_precisions, args.student_precisions = "fp32,bf16", "32-true"
     if args.child:
         job = teacher_job(args.precision, args.teacher, args.pairs, args.accelerator) if args.child == "teacher" \
-            else student_job(args.precision, args.steps, args.accelerator)
+            else student_job(args.precision, args.steps, args.accelerator, args.student)
         print("RESULT " + json.dumps(job))
         return
 
@@ -126,7 +137,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     reference = None
     base_speed = None
-    for precision in ("fp32", "bf16", "fp16", "int8", "nf4"):
+    for precision in args.teacher_precisions.split(","):
         result = _child("teacher", precision, args)
         if "error" in result:
             print(f"| {precision} | no: {result['error']} | | | | |")
@@ -138,7 +149,7 @@ def main() -> None:
               f"{result['peak_rss_mb']:.0f} | {diff:.4f} |")
     print("\n| student precision (Lightning) | runs | ran as | s/step | pairs/s | peak RSS MiB |")
     print("|---|---|---|---|---|---|")
-    for precision in ("32-true", "bf16-mixed", "bf16-true", "16-true", "16-mixed", "64-true"):
+    for precision in args.student_precisions.split(","):
         result = _child("student", precision, args)
         if "error" in result:
             print(f"| {precision} | no: {result['error']} | | | | |")

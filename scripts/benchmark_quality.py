@@ -14,9 +14,14 @@ BM25 (``bm25s``, kd's mining settings); the teacher reranking BM25's top-100.
 
 Resumable: each row's result is written atomically to ``<out>/rows/<row>.json`` and skipped when present.
 
-    OMP_NUM_THREADS=2 python scripts/benchmark_quality.py --out outputs/benchmark_quality
+    OMP_NUM_THREADS=2 python scripts/benchmark_quality.py --out outputs/benchmark_quality [hydra overrides...]
 
-Prints a Markdown table and writes it (with the command) to ``<out>/benchmark_quality.md``.
+The teacher is the one ``kd-train`` builds with the same overrides (``--teacher`` or ``teacher.*`` overrides
+change it). Prints a Markdown table and writes it (with the command) to ``<out>/benchmark_quality.md``.
+
+``--smoke`` runs every row on a handful of SciFact claims and abstracts (one short epoch, packaged MiniLM as
+student and, with a fresh scoring head, as teacher; output and caches in a temporary folder) in seconds, so the
+script is checked by the test suite (tests/benchmarks/test_benchmarks_smoke.py); its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -42,7 +47,18 @@ from kd.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 log = logging.getLogger("benchmark_quality")
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
-DEFAULT_TEACHER = "~/.cache/kd/teachers/7ba8c7f034b08f15"
+# --smoke: a handful of SciFact claims and abstracts and a cheap explicit teacher (the packaged MiniLM with a fresh
+# scoring head: no teacher training, no dependence on kd-train's default teacher).
+SMOKE_OVERRIDES = ["data.max_train_queries=10", "data.max_eval_queries=4", "data.corpus_size=40",
+                   "teacher=trained_minilm", "teacher.name_or_path=packaged:minilm", "teacher.max_length=64"]
+SMOKE_ARGS = {"train_max_length": 32, "eval_max_length": 32, "epochs": 1, "batch_size": 2}
+
+
+def smoke_overrides(given: list[str]) -> list[str]:
+    """SMOKE_OVERRIDES, less the smoke teacher when ``given`` picks a teacher (``teacher=...``) of its own."""
+    if any(o.lstrip("+~").startswith("teacher=") for o in given):
+        return [o for o in SMOKE_OVERRIDES if not o.startswith("teacher")]
+    return list(SMOKE_OVERRIDES)
 
 # row id -> (label, kind, settings)
 ROWS: dict[str, tuple[str, str, dict]] = {
@@ -52,7 +68,7 @@ ROWS: dict[str, tuple[str, str, dict]] = {
                 {"kl_weight": 1.0, "contrastive_weight": 1.0, "penalty_weight": 0.1}),
     "kd_contrastive": ("kd contrastive-only (InfoNCE, in-batch + hard negatives)", "kd",
                        {"kl_weight": 0.0, "contrastive_weight": 1.0, "penalty_weight": 0.0}),
-    "st_kldiv": ("ST DistillKLDivLoss (same teacher scores, T=0.05)", "st", {"loss": "kldiv"}),
+    "st_kldiv": ("ST DistillKLDivLoss (same teacher scores and temperature)", "st", {"loss": "kldiv"}),
     "st_marginmse": ("ST MarginMSELoss (same teacher scores)", "st", {"loss": "marginmse"}),
     "kd_kl": ("kd KL-only", "kd", {"kl_weight": 1.0, "contrastive_weight": 0.0, "penalty_weight": 0.0}),
     "teacher_rerank_bm25": ("teacher reranking BM25's top-100", "rerank", {}),
@@ -62,24 +78,56 @@ ROWS: dict[str, tuple[str, str, dict]] = {
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(REPO / "outputs" / "benchmark_quality"))
-    parser.add_argument("--teacher", default=DEFAULT_TEACHER, help="trained cross-encoder folder")
+    parser.add_argument("--teacher", default=None,
+                        help="teacher.name_or_path (default: the teacher kd-train builds with these overrides)")
     parser.add_argument("--train-max-length", type=int, default=128)
     parser.add_argument("--eval-max-length", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of: " + ",".join(ROWS))
-    parser.add_argument("--data", default="scifact", help="kd data config (scifact_mini for a smoke run)")
-    return parser.parse_args(argv)
+    parser.add_argument("--data", default="scifact", help="kd data config (scifact_mini for a shorter run)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds-long check of every row on a handful of SciFact docs (numbers mean nothing)")
+    parser.add_argument("overrides", nargs="*", help="hydra overrides for kd-train's config (e.g. teacher=...)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        import tempfile
+
+        args.__dict__.update(SMOKE_ARGS)
+        smoke_dir = tempfile.mkdtemp(prefix="kd-quality-smoke-")
+        args.overrides = [*smoke_overrides(args.overrides), f"paths.cache_dir={smoke_dir}/cache", *args.overrides]
+        if not any(a == "--out" or a.startswith("--out=") for a in argv):
+            args.out = f"{smoke_dir}/out"
+    return args
 
 
 def compose_cfg(args: argparse.Namespace):
-    overrides = [f"data={args.data}", f"student.max_length={args.train_max_length}",
-                 f"teacher.name_or_path={os.path.expanduser(args.teacher)}", "logger=none", "trainer=cpu",
+    overrides = [f"data={args.data}", f"student.max_length={args.train_max_length}", "logger=none", "trainer=cpu",
                  f"trainer.max_epochs={args.epochs}", f"data.batch_size={args.batch_size}", f"optim.lr={args.lr}",
                  "eval_before=false", "save_student=false", f"paths.output_dir={args.out}"]
+    if args.teacher:
+        overrides.append(f"teacher.name_or_path={os.path.expanduser(args.teacher)}")
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+        return compose(config_name="train", overrides=[*overrides, *args.overrides])
+
+
+def build_loss(cfg, audit=None, **settings):
+    """``DistillationLoss`` from ``cfg.loss`` (+ ``settings``) as kd-train builds it: module options (e.g.
+    ``gather_across_devices``, a RetrievalDistillationModule argument that only matters under DDP) are not loss
+    arguments, and ``teacher_temperature=auto`` is the temperature fitted on the dev split (``audit``, from
+    ``prepare``). Returns (loss, the loss arguments)."""
+    from omegaconf import OmegaConf
+
+    from kd.retrieval.losses.distillation import DistillationLoss
+
+    from kd.retrieval.run import teacher_temperature
+
+    options = {**OmegaConf.to_container(cfg.loss, resolve=True), **settings}
+    options.pop("gather_across_devices", None)
+    if "teacher_temperature" not in settings:  # auto: fitted on the dev split, as kd-train does
+        options["teacher_temperature"] = teacher_temperature(cfg, audit)[0]
+    return DistillationLoss(**options), options
 
 
 def evaluate_folder(folder: str, splits, max_length: int) -> tuple[dict[str, float], float]:
@@ -97,17 +145,15 @@ def train_kd(cfg, prepared, settings: dict, folder: Path) -> dict:
     """Train a fresh student with kd's Lightning module and loss ``settings``; save it to ``folder``."""
     import lightning as L
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     from kd.retrieval.distillation_module import RetrievalDistillationModule
-    from kd.retrieval.losses.distillation import DistillationLoss
     from kd.retrieval.models.bi_encoder import BiEncoder
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     student = BiEncoder(cfg.student.name_or_path, max_length=cfg.student.max_length)
     prepared.datamodule.student = student  # the collator tokenises with the row's own student
-    loss_args = {**OmegaConf.to_container(cfg.loss, resolve=True), **settings}
-    module = RetrievalDistillationModule(student, prepared.teacher, DistillationLoss(**loss_args), lr=cfg.optim.lr,
+    loss, loss_args = build_loss(cfg, getattr(prepared, "audit", None), **settings)
+    module = RetrievalDistillationModule(student, prepared.teacher, loss, lr=cfg.optim.lr,
                                          weight_decay=cfg.optim.weight_decay, warmup_ratio=cfg.optim.warmup_ratio,
                                          score_cache=prepared.score_cache)
     trainer = instantiate(cfg.trainer, logger=False, limit_val_batches=0, enable_progress_bar=False)
@@ -186,11 +232,12 @@ def main(argv: list[str]) -> None:
     from kd.retrieval.metrics.retrieval import retrieval_metrics
     from kd.packaged_models import resolve_model
     from kd.retrieval.teacher_cache import score_with_cache
-    from kd.retrieval.run import prepare
+    from kd.retrieval.run import prepare, teacher_temperature
 
     start_all = time.perf_counter()
     prepared = prepare(cfg)
     splits, teacher, cache = prepared.splits, prepared.teacher, prepared.score_cache
+    temperature = teacher_temperature(cfg, getattr(prepared, "audit", None))[0]  # auto: fitted on dev, as kd-train
     prepared.datamodule.setup("fit")
     train_set = prepared.datamodule.train_set
     groups = [train_set[(i, 0)] for i in range(len(train_set))]  # what epoch 0 trains on (1 + 3 docs each)
@@ -227,7 +274,8 @@ def main(argv: list[str]) -> None:
             if kind == "kd":
                 result["train"] = train_kd(cfg, prepared, settings, folder)
             else:
-                result["train"] = train_st(cfg, st_dataset(groups, scores), settings, folder, out / "st_work" / row)
+                result["train"] = train_st(cfg, st_dataset(groups, scores), {"teacher_temperature": temperature,
+                                                                             **settings}, folder, out / "st_work" / row)
             result["metrics"], result["eval_s"] = evaluate_folder(str(folder), splits, args.eval_max_length)
         result["eval_s"] = round(result["eval_s"], 1)
         atomic_write_json(path, result)
@@ -245,7 +293,7 @@ def main(argv: list[str]) -> None:
     report = (
         f"## SciFact quality: {len(splits.eval_queries)} test claims, {len(splits.corpus)} documents\n\n"
         f"Command: `{command}`\n\n" + "\n".join(lines) + "\n\n"
-        f"Training groups: {len(groups)} (query + positive + 3 negatives), teacher {cfg.teacher.name_or_path} "
+        f"Training groups: {len(groups)} (query + positive + 3 negatives), teacher {prepared.teacher_path} "
         f"(ranks the labelled positive first in {agree:.1%} of the groups); student max length "
         f"{args.train_max_length} (training) / {args.eval_max_length} (evaluation); {args.epochs} epoch(s), batch "
         f"{args.batch_size}, lr {args.lr}; {threads} torch threads; total {time.perf_counter() - start_all:.0f} s "
