@@ -44,6 +44,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 import kd.config  # noqa: E402,F401
 from kd.io import atomic_write_text  # noqa: E402
+from kd.retrieval.run import build_loss  # noqa: E402
 
 # --smoke: a handful of SciFact claims and abstracts, and a cheap explicit teacher (the packaged MiniLM with a fresh
 # scoring head, so no teacher training and no dependence on kd-train's default teacher); caches go to a temp folder.
@@ -102,23 +103,6 @@ def compose_cfg(args: argparse.Namespace):
         return compose(config_name="train", overrides=[*overrides, *args.overrides])
 
 
-def build_loss(cfg, audit=None, **settings):
-    """``DistillationLoss`` from ``cfg.loss`` as kd-train builds it: module options (e.g. ``gather_across_devices``,
-    a RetrievalDistillationModule argument that only matters under DDP) are not loss arguments, and
-    ``teacher_temperature=auto`` is the temperature fitted on the dev split (``audit``, from ``prepare``)."""
-    from omegaconf import OmegaConf
-
-    from kd.retrieval.losses.distillation import DistillationLoss
-
-    from kd.retrieval.run import teacher_temperature
-
-    options = {**OmegaConf.to_container(cfg.loss, resolve=True), **settings}
-    options.pop("gather_across_devices", None)
-    if "teacher_temperature" not in settings:  # auto: fitted on the dev split, as kd-train does
-        options["teacher_temperature"] = teacher_temperature(cfg, audit)[0]
-    return DistillationLoss(**options)
-
-
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -167,7 +151,7 @@ def kd_step_times(cfg, prepared, total_steps: int, score_cache, train_set=None, 
         splits = prepared.splits
         student.pretokenize([splits.train_queries[e.query_id] for e in examples]
                             + [splits.corpus[d] for e in examples for d in (e.positive_id, *e.fixed_negative_ids)])
-    loss = build_loss(cfg, getattr(prepared, "audit", None))
+    loss = build_loss(cfg, getattr(prepared, "audit", None))[0]
     module = RetrievalDistillationModule(student, prepared.teacher, loss, lr=cfg.optim.lr,
                                          weight_decay=cfg.optim.weight_decay, warmup_ratio=cfg.optim.warmup_ratio,
                                          score_cache=score_cache)

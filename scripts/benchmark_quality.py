@@ -44,6 +44,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 import kd.config  # noqa: E402,F401
 from kd.io import atomic_write_json, atomic_write_text  # noqa: E402
+from kd.retrieval.run import build_loss  # noqa: E402
 
 log = logging.getLogger("benchmark_quality")
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
@@ -112,24 +113,6 @@ def compose_cfg(args: argparse.Namespace):
         return compose(config_name="train", overrides=[*overrides, *args.overrides])
 
 
-def build_loss(cfg, audit=None, **settings):
-    """``DistillationLoss`` from ``cfg.loss`` (+ ``settings``) as kd-train builds it: module options (e.g.
-    ``gather_across_devices``, a RetrievalDistillationModule argument that only matters under DDP) are not loss
-    arguments, and ``teacher_temperature=auto`` is the temperature fitted on the dev split (``audit``, from
-    ``prepare``). Returns (loss, the loss arguments)."""
-    from omegaconf import OmegaConf
-
-    from kd.retrieval.losses.distillation import DistillationLoss
-
-    from kd.retrieval.run import teacher_temperature
-
-    options = {**OmegaConf.to_container(cfg.loss, resolve=True), **settings}
-    options.pop("gather_across_devices", None)
-    if "teacher_temperature" not in settings:  # auto: fitted on the dev split, as kd-train does
-        options["teacher_temperature"] = teacher_temperature(cfg, audit)[0]
-    return DistillationLoss(**options), options
-
-
 def evaluate_folder(folder: str, splits, max_length: int) -> tuple[dict[str, float], float]:
     """Metrics of the bi-encoder in ``folder`` (mean pool + L2 norm) and the seconds it took."""
     from kd.retrieval.metrics.evaluate import evaluate_bi_encoder
@@ -152,7 +135,7 @@ def train_kd(cfg, prepared, settings: dict, folder: Path) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     student = BiEncoder(cfg.student.name_or_path, max_length=cfg.student.max_length)
     prepared.datamodule.student = student  # the collator tokenises with the row's own student
-    loss, loss_args = build_loss(cfg, getattr(prepared, "audit", None), **settings)
+    loss, loss_args, _ = build_loss(cfg, getattr(prepared, "audit", None), **settings)
     module = RetrievalDistillationModule(student, prepared.teacher, loss, lr=cfg.optim.lr,
                                          weight_decay=cfg.optim.weight_decay, warmup_ratio=cfg.optim.warmup_ratio,
                                          score_cache=prepared.score_cache)

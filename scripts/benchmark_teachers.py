@@ -87,7 +87,8 @@ def compose_cfg(args: argparse.Namespace, teacher: str, extra: list[str] = ()):
     overrides = [f"data={args.data}", f"teacher={teacher}", f"student.max_length={args.max_length}",
                  "data.mining=teacher", "logger=none", "trainer=cpu", f"trainer.max_epochs={args.epochs}",
                  f"data.batch_size={args.batch_size}", f"optim.lr={args.lr}", "eval_before=false",
-                 "save_student=false", f"paths.output_dir={args.out}", *args.override, *extra]
+                 "save_student=false", f"paths.output_dir={args.out}", *args.override, *extra,
+                 *(getattr(args, "ensemble_override", []) if teacher.startswith("ensemble") else [])]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
 
@@ -240,7 +241,8 @@ def smoke_args(args: argparse.Namespace) -> argparse.Namespace:
     args.rows = "t_bm25,t_minilm,t_fusion2,s_untrained,s_contrastive,s_three,s_margin,s_st_mnrl"
     args.override = [f"data.path={work / 'beir'}", f"student.name_or_path={model}", "data.dev_fraction=0.3",
                      "teacher.audit_depth=5", "data.num_negatives=2", "data.mined_negatives=1",
-                     f"teacher.members.minilm.name_or_path={model}", f"paths.cache_dir={work / 'cache'}"]
+                     f"paths.cache_dir={work / 'cache'}"]
+    args.ensemble_override = [f"teacher.members.minilm.name_or_path={model}"]
     TEACHER_ROWS["t_minilm"] = ("tiny model, frozen", "tiny")
     args.smoke_model = str(model)
     return args

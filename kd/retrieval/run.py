@@ -182,8 +182,6 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
 
     from kd.retrieval.distillation_module import RetrievalDistillationModule
-    from kd.retrieval.losses.distillation import DistillationLoss
-
     from kd.retrieval.checkpointing import checkpoint_callback
 
     torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
@@ -197,10 +195,8 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     score_cache, student, datamodule = prepared.score_cache, prepared.student, prepared.datamodule
     timings = prepared.timings
     data = cfg.data
-    loss_options = OmegaConf.to_container(cfg.loss, resolve=True)
-    gather = bool(loss_options.pop("gather_across_devices", True))
-    loss_options["teacher_temperature"], calibration = teacher_temperature(cfg, prepared.audit)
-    loss = DistillationLoss(**loss_options)
+    gather = bool(cfg.loss.get("gather_across_devices", True))
+    loss, _, calibration = build_loss(cfg, prepared.audit)
     index = OmegaConf.to_container(cfg.index, resolve=True) if cfg.get("index") else None
     module = RetrievalDistillationModule(student, teacher, loss, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
                                          warmup_ratio=cfg.optim.warmup_ratio, eval_batch_size=data.eval_batch_size,
@@ -275,6 +271,23 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
 
         wandb.finish()
     return results
+
+
+def build_loss(cfg: DictConfig, audit: dict | None = None, **settings):
+    """``DistillationLoss`` from ``cfg.loss`` (+ ``settings``), as every kd job builds it.
+
+    ``gather_across_devices`` is a module option, not a loss argument; ``teacher_temperature=auto`` becomes the
+    temperature fitted on the dev split (``audit`` from ``prepare``; see ``teacher_temperature``).
+    Returns (loss, its keyword arguments, the calibration record written to ``metrics.json``)."""
+    from kd.retrieval.losses.distillation import DistillationLoss
+
+    options = {**OmegaConf.to_container(cfg.loss, resolve=True), **settings}
+    options.pop("gather_across_devices", None)
+    if "teacher_temperature" in settings:
+        calibration = {"teacher_temperature": float(settings["teacher_temperature"]), "source": "given"}
+    else:
+        options["teacher_temperature"], calibration = teacher_temperature(cfg, audit)
+    return DistillationLoss(**options), options, calibration
 
 
 def teacher_temperature(cfg: DictConfig, audit: dict | None) -> tuple[float, dict]:
