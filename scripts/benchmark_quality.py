@@ -113,14 +113,16 @@ def compose_cfg(args: argparse.Namespace):
         return compose(config_name="train", overrides=[*overrides, *args.overrides])
 
 
-def evaluate_folder(folder: str, splits, max_length: int) -> tuple[dict[str, float], float]:
-    """Metrics of the bi-encoder in ``folder`` (mean pool + L2 norm) and the seconds it took."""
+def evaluate_folder(folder: str, splits, max_length: int, bf16: bool = False) -> tuple[dict[str, float], float]:
+    """Metrics of the bi-encoder in ``folder`` (mean pool + L2 norm) and the seconds it took (``bf16``: encode
+    under CPU bf16 autocast, about 1.7x faster here; vectors are normalised and searched in fp32)."""
     from kd.retrieval.metrics.evaluate import evaluate_bi_encoder
     from kd.retrieval.models.bi_encoder import BiEncoder
 
     start = time.perf_counter()
     encoder = BiEncoder(folder, max_length=max_length)
-    metrics, _ = evaluate_bi_encoder(encoder, splits.corpus, splits.eval_queries, splits.eval_qrels, k=100)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        metrics, _ = evaluate_bi_encoder(encoder, splits.corpus, splits.eval_queries, splits.eval_qrels, k=100)
     return metrics, time.perf_counter() - start
 
 
@@ -185,7 +187,7 @@ def train_st(cfg, dataset, settings: dict, folder: Path, work: Path) -> dict:
         learning_rate=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, warmup_ratio=cfg.optim.warmup_ratio,
         max_grad_norm=cfg.trainer.gradient_clip_val, lr_scheduler_type="linear", seed=cfg.seed, data_seed=cfg.seed,
         dataloader_drop_last=len(dataset) > cfg.data.batch_size, save_strategy="no", report_to="none",
-        logging_steps=10, use_cpu=True, disable_tqdm=True,
+        logging_steps=10, use_cpu=True, disable_tqdm=True, bf16=str(cfg.precision.student).startswith("bf16"),
     )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
     start = time.perf_counter()

@@ -78,6 +78,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--rows", default=",".join([*TEACHER_ROWS, *STUDENT_ROWS]))
     parser.add_argument("--data", default="scifact")
+    parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"],
+                        help="student training and evaluation encoding (every row the same); teachers run in fp32")
     parser.add_argument("--smoke", action="store_true", help="tiny BEIR data and a tiny random model (seconds)")
     parser.add_argument("--override", action="append", default=[], help="extra kd-train override (repeatable)")
     return parser.parse_args(argv)
@@ -87,7 +89,8 @@ def compose_cfg(args: argparse.Namespace, teacher: str, extra: list[str] = ()):
     overrides = [f"data={args.data}", f"teacher={teacher}", f"student.max_length={args.max_length}",
                  "data.mining=teacher", "logger=none", "trainer=cpu", f"trainer.max_epochs={args.epochs}",
                  f"data.batch_size={args.batch_size}", f"optim.lr={args.lr}", "eval_before=false",
-                 "save_student=false", f"paths.output_dir={args.out}", *args.override, *extra,
+                 "save_student=false", f"paths.output_dir={args.out}", f"precision={args.precision}",
+                 "precision.teacher=fp32", *args.override, *extra,
                  *(getattr(args, "ensemble_override", []) if teacher.startswith("ensemble") else [])]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return compose(config_name="train", overrides=overrides)
@@ -154,7 +157,7 @@ def student_rows(args, wanted: list[str], out: Path) -> None:
         folder = out / "students" / row
         if kind == "untrained":
             result["metrics"], eval_s = bq.evaluate_folder(resolve_model(cfg.student.name_or_path), splits,
-                                                           args.max_length)
+                                                           args.max_length, bf16=args.precision == "bf16")
         else:
             if kind == "kd":
                 result["train"] = bq.train_kd(cfg, prepared, {**settings, "teacher_temperature": temperature}, folder)
@@ -165,7 +168,8 @@ def student_rows(args, wanted: list[str], out: Path) -> None:
                 result["train"] = bq.train_st(cfg, bq.st_dataset(groups, calibrated),
                                               {**settings, "teacher_temperature": cfg.loss.student_temperature},
                                               folder, out / "st_work" / row)
-            result["metrics"], eval_s = bq.evaluate_folder(str(folder), splits, args.max_length)
+            result["metrics"], eval_s = bq.evaluate_folder(str(folder), splits, args.max_length,
+                                                           bf16=args.precision == "bf16")
         result["eval_s"] = round(eval_s, 1)
         atomic_write_json(out / "rows" / f"{row}.json", result)
         log.info("row %s: %s", row, json.dumps(result["metrics"]))
@@ -238,6 +242,7 @@ def smoke_args(args: argparse.Namespace) -> argparse.Namespace:
     args.max_length = 32
     args.batch_size = 2
     args.teacher = "ensemble"
+    args.precision = "fp32"
     args.rows = "t_bm25,t_minilm,t_fusion2,s_untrained,s_contrastive,s_three,s_margin,s_st_mnrl"
     args.override = [f"data.path={work / 'beir'}", f"student.name_or_path={model}", "data.dev_fraction=0.3",
                      "teacher.audit_depth=5", "data.num_negatives=2", "data.mined_negatives=1",

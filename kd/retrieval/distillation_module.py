@@ -63,6 +63,7 @@ class RetrievalDistillationModule(L.LightningModule):
         self._eval_query_vectors: list[torch.Tensor] = []
         self.last_eval_run: dict[str, list[str]] = {}
         self.pairs_seen = 0  # (query, document) pairs trained on, for throughput
+        self.step_terms: list[dict[str, float]] = []  # every training step's loss terms (metrics.json: first/last)
         self.score_cache = score_cache  # TeacherScoreCache: each pair is scored by the teacher once
         self.teacher_seconds = 0.0  # time in teacher forward passes during the current epoch
         self.teacher_seconds_per_epoch: list[float] = []
@@ -179,10 +180,19 @@ class RetrievalDistillationModule(L.LightningModule):
                     f"loss term '{name}' is {value.item()} {where}; stopping instead of training on it "
                     f"(optim.on_nonfinite=skip skips such batches)"
                 )
+        self.step_terms.append({k: float(v.detach()) for k, v in terms.as_dict().items()})
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.as_dict().items()}, batch_size=batch_size,
                       prog_bar=False, on_step=True, on_epoch=True)
         self.log("loss", terms.total.detach(), prog_bar=True, batch_size=batch_size, logger=False)
         return terms.total
+
+    def terms_over_steps(self, steps: int = 3) -> dict[str, dict[str, float]]:
+        """Mean loss terms of the first and of the last ``steps`` training steps of this process (did the student
+        move towards the teacher: ``kl`` last < first)."""
+        def mean(rows: list[dict[str, float]]) -> dict[str, float]:
+            return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]} if rows else {}
+
+        return {"first": mean(self.step_terms[:steps]), "last": mean(self.step_terms[-steps:]), "steps": steps}
 
     def on_before_optimizer_step(self, optimizer) -> None:
         """A finite loss can still give NaN/Inf gradients (overflow): stop, or drop this step's update."""
@@ -222,8 +232,11 @@ class RetrievalDistillationModule(L.LightningModule):
 
         parameters = [p for p in self.student.parameters() if p.requires_grad]
         # the fused kernel updates all tensors at once (on CPU ~0.1 s less per step for MiniLM than the per-tensor loop)
-        fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16)
-                    for p in parameters)
+        # (not under mixed precision: Lightning's gradient clipping must unscale the gradients first, which a fused
+        # optimizer does internally, and Lightning refuses the combination)
+        fused = "mixed" not in str(self.trainer.precision) and all(
+            p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16)
+            for p in parameters)
         optimizer = torch.optim.AdamW(parameters, lr=self.lr, weight_decay=self.weight_decay, fused=fused or None)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(self.warmup_ratio * total), total)

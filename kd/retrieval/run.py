@@ -239,6 +239,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     }
     results["train"] = {k.removeprefix("train/").removesuffix("_epoch"): float(v)
                         for k, v in trainer.callback_metrics.items() if k.startswith("train/") and k.endswith("_epoch")}
+    results["train_steps"] = module.terms_over_steps()  # this process's first vs last steps (a resumed run: since)
     start = time.perf_counter()
     results["after"] = _strip(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
     timings["eval_after_s"] = time.perf_counter() - start

@@ -17,7 +17,7 @@ def test_sweep_with_a_failing_job_completes_the_others_and_reports_it(tiny_model
     sweep_dir = tmp_path / "multirun"
     overrides = [
         "-m", "data=beir", f"data.path={tiny_beir_dir}", "data.mined_negatives=1", "data.batch_size=4",
-        f"student.name_or_path={tiny_model_dir}", "student.max_length=32",
+        f"student.name_or_path={tiny_model_dir}", "student.max_length=32", "teacher=cross_encoder", "data.dev_fraction=0",
         f"teacher.train.base_model={tiny_model_dir}", "teacher.max_length=48", "teacher.train.bm25_negatives=2",
         "trainer.max_epochs=1", "save_student=false", "logger=wandb", f"paths.cache_dir={tmp_path / 'cache'}",
         f"hydra.sweep.dir={sweep_dir}",
@@ -76,7 +76,8 @@ def test_optuna_preset_runs_trials_and_reports_the_best(tiny_model_dir, tiny_bei
     overrides = [
         "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "data=beir", f"data.path={tiny_beir_dir}",
         "data.mined_negatives=1", "data.num_negatives=2", "data.batch_size=4", f"student.name_or_path={tiny_model_dir}",
-        "student.max_length=32", f"teacher.train.base_model={tiny_model_dir}", "teacher.max_length=48",
+        "student.max_length=32", "teacher=cross_encoder", "data.dev_fraction=0",
+        f"teacher.train.base_model={tiny_model_dir}", "teacher.max_length=48",
         "teacher.train.bm25_negatives=2", "trainer.max_epochs=1", "save_student=false", "logger=csv",
         "eval_before=false", f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep_dir}",
     ]
@@ -89,7 +90,7 @@ def test_optuna_preset_runs_trials_and_reports_the_best(tiny_model_dir, tiny_bei
     assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
     assert best["best_value"] == pytest.approx(max(r["ndcg@10"] for r in rows))
     assert set(best["best_params"]) == {"loss.kl_weight", "loss.contrastive_weight", "loss.penalty_weight",
-                                        "loss.teacher_temperature"}
+                                        "loss.margin_mse_weight"}
 
 
 @pytest.mark.parametrize("launcher, gpus, tasks", [("slurm", 1, 1), ("slurm_ddp", 8, 8)])

@@ -106,9 +106,9 @@ def build_teacher(cfg: Mapping[str, Any], splits, dev, cache_dir: str | Path, se
         teacher = CrossEncoder.load(path, max_length=cfg["max_length"], precision=precision, accelerator=accelerator)
         identity = {"teacher": teacher_fingerprint(path), "precision": precision, "max_length": int(cfg["max_length"])}
         return BuiltTeacher(teacher, kind, identity, f"cross-encoder {path}", {"path": path})
-    if precision != "fp32":
-        raise ConfigError(f"precision={precision} (teacher) applies to teacher=cross_encoder only; "
-                          f"teacher={kind} runs in fp32")
+    if precision != "fp32":  # e.g. a precision sweep (conf/hparams_search/loss_grid) with a corpus teacher
+        log.warning("teacher precision %s applies to cross-encoder teachers only; teacher=%s scores in fp32",
+                    precision, kind)
     if kind == "ensemble":
         from kd.retrieval.teachers.ensemble import EnsembleTeacher
 
