@@ -47,6 +47,12 @@ def rank_pools(pools: Mapping[str, Sequence[str]], scores: Mapping[str, Sequence
             for q, docs in pools.items()}
 
 
+def pool_metrics(scores: Mapping[str, Sequence[float]], pools: Mapping[str, Sequence[str]], dev: DevSplit
+                 ) -> dict[str, float]:
+    """Retrieval metrics of the pools reordered by ``scores`` against the dev qrels."""
+    return retrieval_metrics(rank_pools(pools, scores), dev.qrels)
+
+
 def student_scorer(student, batch_size: int = 64) -> PairScorer:
     """(queries, docs) -> cosine of the student's unit vectors (each distinct text encoded once)."""
     def score(queries: Sequence[str], documents: Sequence[str]) -> list[float]:
@@ -144,8 +150,8 @@ def audit_teacher(teacher_scorer: PairScorer, student, corpus: Mapping[str, str]
     pools = candidate_pools(corpus, dev, depth)
     teacher_scores = pool_scores(teacher_scorer, corpus, dev, pools)
     student_scores = pool_scores(student_scorer(student, batch_size), corpus, dev, pools)
-    teacher_metrics = retrieval_metrics(rank_pools(pools, teacher_scores), dev.qrels)
-    student_metrics = retrieval_metrics(rank_pools(pools, student_scores), dev.qrels)
+    teacher_metrics = pool_metrics(teacher_scores, pools, dev)
+    student_metrics = pool_metrics(student_scores, pools, dev)
     result = {
         "split": "dev", "queries": len(dev), "depth": depth,
         "teacher": {k: round(teacher_metrics[k], 4) for k in AUDIT_METRICS},

@@ -45,6 +45,11 @@ def teacher_fingerprint(name_or_path: str) -> str:
     return f"dir:{digest.hexdigest()}"
 
 
+def cross_encoder_identity(name_or_path: str, precision: str, max_length: int) -> dict:
+    """What determines a cross-encoder's scores: its weights, load precision and pair length (the cache key)."""
+    return {"teacher": teacher_fingerprint(name_or_path), "precision": precision, "max_length": int(max_length)}
+
+
 def pair_key(query: str, document: str) -> bytes:
     """12-byte digest of one (query, document) pair."""
     return hashlib.blake2b(f"{query}\x1f{document}".encode(), digest_size=KEY_BYTES).digest()
@@ -64,7 +69,7 @@ class TeacherScoreCache:
     def __init__(self, root: str | Path, teacher: str | None = None, precision: str = "fp32", max_length: int = 0,
                  *, identity: dict | None = None):
         if identity is None:  # a cross-encoder: its weights, load precision and pair length
-            identity = {"teacher": teacher_fingerprint(teacher), "precision": precision, "max_length": int(max_length)}
+            identity = cross_encoder_identity(teacher, precision, max_length)
         self.key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         self.path = Path(root) / "teacher_scores" / f"{self.key}.npz"
         self.scores: dict[bytes, float] = {}

@@ -125,12 +125,11 @@ class DevSelection(L.Callback):
         self.best_state: dict | None = None
 
     def dev_ndcg(self, model: CrossEncoder) -> float:
-        from kd.retrieval.metrics.retrieval import retrieval_metrics
-        from kd.retrieval.teacher_audit import pool_scores, rank_pools
+        from kd.retrieval.teacher_audit import pool_metrics, pool_scores
 
         scores = pool_scores(lambda q, d: model.score(q, d, batch_size=self.batch_size).tolist(), self.corpus,
                              self.dev, self.pools)
-        return retrieval_metrics(rank_pools(self.pools, scores), self.dev.qrels)["ndcg@10"]
+        return pool_metrics(scores, self.pools, self.dev)["ndcg@10"]
 
     def on_train_epoch_end(self, trainer, module) -> None:
         value = self.dev_ndcg(module.model)

@@ -99,12 +99,12 @@ def build_teacher(cfg: Mapping[str, Any], splits, dev, cache_dir: str | Path, se
     kind = cfg.get("kind", "cross_encoder")
     if kind == "cross_encoder":
         from kd.retrieval.models.cross_encoder import CrossEncoder
-        from kd.retrieval.teacher_cache import teacher_fingerprint
+        from kd.retrieval.teacher_cache import cross_encoder_identity
         from kd.retrieval.teacher_training import ensure_teacher
 
         path = ensure_teacher(cfg, splits, cache_dir, seed=seed, dev=dev)
         teacher = CrossEncoder.load(path, max_length=cfg["max_length"], precision=precision, accelerator=accelerator)
-        identity = {"teacher": teacher_fingerprint(path), "precision": precision, "max_length": int(cfg["max_length"])}
+        identity = cross_encoder_identity(path, precision, cfg["max_length"])
         return BuiltTeacher(teacher, kind, identity, f"cross-encoder {path}", {"path": path})
     if precision != "fp32":  # e.g. a precision sweep (conf/hparams_search/loss_grid) with a corpus teacher
         log.warning("teacher precision %s applies to cross-encoder teachers only; teacher=%s scores in fp32",

@@ -61,16 +61,11 @@ class EnsembleTeacher(CorpusTeacher):
         super().__init__()
         if not members:
             raise ValueError("an ensemble teacher needs at least one member")
-        if set(weights) != set(members):
-            raise ValueError(f"ensemble weights {sorted(weights)} do not match its members {sorted(members)}")
-        if method not in METHODS:
-            raise ValueError(f"unknown fusion method {method!r}; known: {list(METHODS)}")
         self.members = torch.nn.ModuleDict(dict(members))
-        self.weights = {name: float(weights[name]) for name in members}
-        self.method = method
         self.depth = depth
         self.rrf_k = rrf_k
-        self._member_rows: dict[str, dict[str, torch.Tensor]] = {}  # member -> query -> normalised row
+        self._member_rows: dict[str, dict[str, torch.Tensor]] = {}  # "member/method" -> query -> normalised row
+        self.set_fusion(weights, method)
 
     def _index_texts(self, texts: list[str]) -> None:
         for member in self.members.values():
