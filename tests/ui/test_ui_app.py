@@ -132,8 +132,8 @@ def test_one_run_at_a_time_stop_and_resume(client, tiny_student, openai_server, 
     wait_for(lambda: (run_dir / "knowledge_base.json").is_file(), 60, "the knowledge_base step file")
     state = client.get("/api/state").json()
     assert state["active"] == "first"
-    assert state["watch"]["status"] == "running" and state["watch"]["current_step"] == "cycle1.questions"
-    assert state["watch"]["current_cycle"] == 1 and state["watch"]["steps"][0]["key"] == "knowledge_base"
+    assert state["watch"]["status"] == "running" and state["watch"]["current_step"] == "heldout_questions"
+    assert state["watch"]["current_cycle"] == 0 and state["watch"]["steps"][0]["key"] == "knowledge_base"
     assert any("step knowledge_base: finished" in line for line in state["watch"]["log"])
 
     assert client.post("/api/stop", json={}).json() == {"run": "first"}
@@ -165,14 +165,14 @@ def test_resume_of_a_run_started_with_kd_pipeline(client, make_config, tmp_path)
                                                        "debug.crash_mode": "raise"}))
     (row,) = client.get("/api/state").json()["runs"]
     assert (row["status"], row["cycles"], row["steps_done"], row["resumable"], row["started_in_ui"]) == (
-        "unfinished", 1, 9, True, False)
+        "unfinished", 1, 14, True, False)  # knowledge base, 4 held-out steps, 9 of cycle 1's 11
 
     assert client.post("/api/runs/cli-run/resume", json={}).json() == {"run": "cli-run"}
     state = wait_for(lambda: (s := client.get("/api/state").json())["active"] is None and s, 120, "the resumed run")
     record = json.loads((run_dir / "ui_run.json").read_text())
     assert record["overrides"] == [f"run_dir={run_dir}", "resume=true"] and record["exit_code"] == 0, record
-    assert state["runs"][0]["status"] == "finished" and state["runs"][0]["steps_done"] == 10
-    assert any("steps run: 1, loaded from earlier run: 9" in line for line in state["watch"]["log"])
+    assert state["runs"][0]["status"] == "finished" and state["runs"][0]["steps_done"] == 16
+    assert any("steps run: 2, loaded from earlier run: 14" in line for line in state["watch"]["log"])
     report = json.loads((run_dir / "report.json").read_text())
     assert [c["baseline"]["n"] for c in report["cycles"]] == [2]
 
