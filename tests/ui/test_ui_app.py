@@ -83,6 +83,19 @@ def test_form_is_prefilled_from_the_hydra_defaults(client):
     assert '<button type="submit" id="start-button" class="primary">Start pipeline</button>' in page
 
 
+def test_every_local_teacher_option_drops_the_api_url():
+    """local and local_1.5b have no base_url key: a URL left in the form must not become an override Hydra refuses."""
+    from kd.ui.settings import Settings, form_defaults, to_overrides
+
+    teachers = form_defaults().teachers
+    assert teachers["local_1.5b"] == {"model": "packaged:qwen2.5-coder-1.5b", "base_url": "", "backend": "local"}
+    for name in ("local", "local_1.5b", "openai"):
+        out = to_overrides(Settings(teacher=name, teacher_base_url="http://127.0.0.1:9/v1"), Path("/tmp/run"))
+        assert f"pipeline/teacher={name}" in out
+        assert ("teacher.base_url=http://127.0.0.1:9/v1" in out) == (teachers[name]["backend"] != "local")
+        compose([o for o in out if not o.startswith(("run_dir", "kb.source"))])  # Hydra accepts them
+
+
 def test_bad_input_is_refused_in_plain_words_and_the_server_keeps_serving(client, kb_dir, tmp_path):
     r = client.post("/api/start", json={"kb_source": str(tmp_path / "nope"), "topics": "pods"})
     assert r.status_code == 400
