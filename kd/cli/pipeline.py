@@ -24,7 +24,7 @@ def run(cfg: DictConfig, explicit_keys: list[str] | None = None) -> int:
     """Run the pipeline; ``explicit_keys`` (the command line's keys) let ``resume=true`` take the rest from the run."""
     from kd.errors import ConfigError, DataFormatError
     from kd.pipeline.orchestrate import run_pipeline
-    from kd.pipeline.report import summary_table, timing_table
+    from kd.pipeline.report import heldout_table, summary_table, timing_table
     from kd.pipeline.rundir import ConfigMismatchError
     from kd.pipeline.teacher import TeacherError
 
@@ -36,6 +36,11 @@ def run(cfg: DictConfig, explicit_keys: list[str] | None = None) -> int:
         return 2
     report = result["report"]
     print()
+    if report.get("learning_curve"):
+        print("Held-out questions (never trained on), mean [95% CI]; gains paired vs cycle 0:")
+        print(heldout_table(report))
+        print()
+        print("Training questions, re-scored right after training on them (memorisation check):")
     print(summary_table(report))
     print()
     print(timing_table(report))
