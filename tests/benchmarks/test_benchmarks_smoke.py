@@ -28,11 +28,12 @@ HAS_SCIFACT = shared_dir() is not None and (shared_dir() / "data/scifact/scifact
 needs_scifact = pytest.mark.skipif(not HAS_SCIFACT, reason="needs the shared SciFact zip (shared/data/scifact)")
 
 
-def run_script(script: str, *args, cwd: Path) -> str:
-    """Run ``python <script> *args`` offline with 2 torch threads and kd's cache in ``cwd``; return its stdout."""
+def run_script(script: str, *args, cwd: Path, cache_dir: str | None = None) -> str:
+    """Run ``python <script> *args`` offline with 2 torch threads and kd's cache in ``cwd`` (or ``cache_dir``);
+    return its stdout."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_MODE="offline", WANDB_SILENT="true",
-               KD_CACHE_DIR=str(cwd / "kd-cache"), OMP_NUM_THREADS="2", OMP_WAIT_POLICY="PASSIVE",
+               KD_CACHE_DIR=cache_dir or str(cwd / "kd-cache"), OMP_NUM_THREADS="2", OMP_WAIT_POLICY="PASSIVE",
                TOKENIZERS_PARALLELISM="false")
     done = subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -74,6 +75,7 @@ SMOKE_TESTS = {
     "scripts/benchmark_index.py": ["test_benchmark_index_synthetic_smoke", "test_benchmark_index_scifact_smoke"],
     "scripts/benchmark_precision.py": ["test_benchmark_precision_smoke"],
     "scripts/benchmark_teachers.py": ["test_benchmark_teachers_smoke"],
+    "scripts/benchmark_pipeline_teachers.py": ["test_benchmark_pipeline_teachers_smoke"],
 }
 
 
@@ -207,3 +209,20 @@ def test_benchmark_teachers_smoke(tmp_path):
         assert_metrics(cells[:4])
     temperature = re.search(r"calibrated teacher temperature ([\d.e-]+)", out)
     assert temperature and number(temperature.group(1)) > 0
+
+
+def test_benchmark_pipeline_teachers_smoke(tmp_path):
+    try:
+        from kd.pipeline.models import cache_dir, packaged_llm_dir
+
+        packaged_llm_dir("smollm2")
+    except Exception as exc:  # noqa: BLE001 - a missing package is a skip, with the install command
+        pytest.skip(str(exc))
+    # the converted SmolLM2 lives in the user's kd cache, not in tmp_path
+    out = run_script("scripts/benchmark_pipeline_teachers.py", "--smoke", "--threads", "2", cwd=tmp_path,
+                     cache_dir=str(cache_dir()))
+    timing = table(out, "teacher")
+    assert list(timing) == ["packaged:smollm2"]
+    load_s, q_s, r_s, parsed = timing["packaged:smollm2"][:4]
+    assert number(load_s) > 0 and number(q_s) > 0 and number(r_s) > 0 and parsed.endswith("/2")
+    assert out.count("| pods: ") + out.count("| services: ") == 2
