@@ -128,8 +128,13 @@ def prepare(cfg: DictConfig) -> Prepared:
         score_cache = TeacherScoreCache(cfg.paths.cache_dir, identity=built.identity)
         log.info("teacher score cache %s: %d pairs", score_cache.path, len(score_cache))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    checkpointing = bool(cfg.student.get("gradient_checkpointing", False))
+    if checkpointing and cfg.loss.get("grad_cache_chunk") is not None:
+        # GradCache already bounds the activations to one chunk's; checkpointing would add a third forward pass
+        log.info("loss.grad_cache_chunk is set: student.gradient_checkpointing is not needed and is turned off")
+        checkpointing = False
     student = BiEncoder(cfg.student.name_or_path, max_length=cfg.student.max_length,
-                        gradient_checkpointing=bool(cfg.student.get("gradient_checkpointing", False)))
+                        gradient_checkpointing=checkpointing)
     audit = None
     if dev is not None and cfg.teacher.get("audit", True):
         with Stopwatch() as clock, PeakMemory() as memory:
@@ -188,6 +193,9 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     from kd.retrieval.checkpointing import checkpoint_callback
 
     torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
+    from kd.allocator import fix_mmap_threshold
+
+    fix_mmap_threshold()  # freed activations go back to the OS instead of fragmenting glibc's heaps (kd/allocator.py)
     cfg, resume_from = resolve_resume(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

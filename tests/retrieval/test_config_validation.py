@@ -28,12 +28,13 @@ BAD = [
     ("loss.grad_cache_chunk=0", "loss.grad_cache_chunk must be >= 1, got 0"),
     ("loss.grad_cache_chunk=-4", "loss.grad_cache_chunk must be >= 1, got -4"),
     ("loss.grad_cache_chunk=2.5", "loss.grad_cache_chunk must be an integer, got 2.5"),
+    ("trainer=ddp loss.grad_cache_chunk=4", "loss.grad_cache_chunk=4 is single-process only"),
 ]
 
 
 @pytest.mark.parametrize("override,message", BAD)
 def test_bad_values_are_refused_naming_the_key(override, message, tmp_path):
-    cfg = _compose([override, f"paths.output_dir={tmp_path}"])
+    cfg = _compose([*override.split(), f"paths.output_dir={tmp_path}"])
     with pytest.raises(ConfigError, match="invalid config") as error:
         validate_train_config(cfg)
     assert message in str(error.value)
