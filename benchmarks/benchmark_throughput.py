@@ -78,6 +78,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cache-repeats", type=int, default=1)
     parser.add_argument("--eval-repeats", type=int, default=3)
     parser.add_argument("--buckets", action="store_true", help="also time kd with length-bucketed batches")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time kd (precision bf16-mixed) and ST (bf16=True) in bf16 mixed precision")
+    parser.add_argument("--max-lengths", default=None,
+                        help="comma-separated student max lengths timed side by side (e.g. 128,512; repeats "
+                             "interleaved); replaces --max-length in the training part")
+    parser.add_argument("--doc-group-size", type=int, default=16, help="kd's document length groups (texts)")
     parser.add_argument("--parts", default="train,cache,eval")
     parser.add_argument("--out", default=str(REPO / "outputs" / "benchmark_throughput.md"))
     parser.add_argument("--smoke", action="store_true",
@@ -110,7 +116,8 @@ def _median(values: list[float]) -> float:
 # ------------------------------------------------------------------------------------------------ kd training
 def kd_step_times(cfg, prepared, total_steps: int, score_cache, train_set=None, epochs: int = 1,
                   pretokenize: bool = True, doc_group_size: int | None = None,
-                  length_buckets: bool = False) -> tuple[list[float], list[float], list[float]]:
+                  length_buckets: bool = False, precision: str | None = None
+                  ) -> tuple[list[float], list[float], list[float]]:
     """Train a fresh student with kd for ``total_steps`` steps (or ``epochs`` epochs when ``total_steps`` is 0).
 
     Returns (per step (wall s, process CPU s), epoch wall durations s, teacher seconds per epoch).
@@ -157,6 +164,8 @@ def kd_step_times(cfg, prepared, total_steps: int, score_cache, train_set=None, 
                                          score_cache=score_cache)
     clock = Clock()
     limits = {"max_steps": total_steps} if total_steps else {"max_epochs": epochs}
+    if precision is not None:
+        limits["precision"] = precision
     trainer = instantiate(cfg.trainer, logger=False, limit_val_batches=0, enable_progress_bar=False,
                           callbacks=[clock], **limits)
     trainer.fit(module, datamodule=datamodule)
@@ -165,8 +174,8 @@ def kd_step_times(cfg, prepared, total_steps: int, score_cache, train_set=None, 
 
 
 # ------------------------------------------------------------------------------------------------ ST training
-def st_step_times(cfg, groups: list[dict], scores: torch.Tensor, total_steps: int, teacher_temperature: float
-                  ) -> list[float]:
+def st_step_times(cfg, groups: list[dict], scores: torch.Tensor, total_steps: int, teacher_temperature: float,
+                  bf16: bool = False) -> list[float]:
     """Train a fresh ST model with ``SentenceTransformerTrainer`` + ``DistillKLDivLoss``; per step (wall s, CPU s)."""
     from datasets import Dataset
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
@@ -201,7 +210,7 @@ def st_step_times(cfg, groups: list[dict], scores: torch.Tensor, total_steps: in
         per_device_train_batch_size=cfg.data.batch_size, learning_rate=cfg.optim.lr,
         weight_decay=cfg.optim.weight_decay, warmup_steps=0.1, max_grad_norm=cfg.trainer.gradient_clip_val,
         seed=cfg.seed, dataloader_drop_last=True, save_strategy="no", report_to="none", logging_steps=10_000,
-        use_cpu=True, disable_tqdm=True,
+        use_cpu=True, disable_tqdm=True, bf16=bf16,
     )
     clock = Clock()
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[clock])
@@ -265,38 +274,70 @@ def main(argv: list[str]) -> None:
               f"median of {args.repeats} runs")
 
     if "train" in parts:
+        lengths = [int(x) for x in args.max_lengths.split(",")] if args.max_lengths else [args.max_length]
+        configs = {}
+        for length in lengths:
+            configs[length] = copy.deepcopy(cfg)
+            configs[length].student.max_length = length
         wall: dict[str, list[float]] = {}
         cpu: dict[str, list[float]] = {}
+        group = args.doc_group_size
         variants = {
-            "kd (pre-tokenised, documents in length groups of 16)": dict(pretokenize=True, doc_group_size=16),
+            f"kd (pre-tokenised, documents in length groups of {group})": dict(pretokenize=True, doc_group_size=group),
             "kd (plain: tokenise per batch, pad to the longest)": dict(pretokenize=False, doc_group_size=None),
         }
         if args.buckets:
             variants["kd (pre-tokenised, length groups, length-bucketed batches)"] = dict(
-                pretokenize=True, doc_group_size=16, length_buckets=True)
+                pretokenize=True, doc_group_size=group, length_buckets=True)
+        if args.bf16:
+            variants["kd (pre-tokenised, length groups, bf16-mixed)"] = dict(
+                pretokenize=True, doc_group_size=group, precision="bf16-mixed")
         st_name = "ST SentenceTransformerTrainer + DistillKLDivLoss"
+        st_variants = {st_name: False, **({"ST SentenceTransformerTrainer + DistillKLDivLoss, bf16": True}
+                                          if args.bf16 else {})}
+
+        def row(name: str, length: int) -> str:
+            return name if len(lengths) == 1 else f"{name} @ {length}"
+
         for repeat in range(args.repeats):  # interleaved, so a slow spell of the machine hits every row
-            runs = {name: kd_step_times(cfg, prepared, total, prepared.score_cache, **options)[0]
-                    for name, options in variants.items()}
-            runs[st_name] = st_step_times(cfg, groups, scores, total, temperature)
-            for name, steps in runs.items():
-                wall.setdefault(name, []).append(_median([w for w, _ in steps[args.warmup:]]))
-                cpu.setdefault(name, []).append(_median([c for _, c in steps[args.warmup:]]))
+            for length in lengths:
+                runs = {row(name, length): kd_step_times(configs[length], prepared, total, prepared.score_cache,
+                                                         **options)[0]
+                        for name, options in variants.items()}
+                for name, bf16 in st_variants.items():
+                    runs[row(name, length)] = st_step_times(configs[length], groups, scores, total, temperature, bf16)
+                for name, steps in runs.items():
+                    wall.setdefault(name, []).append(_median([w for w, _ in steps[args.warmup:]]))
+                    cpu.setdefault(name, []).append(_median([c for _, c in steps[args.warmup:]]))
             print(f"repeat {repeat}: " + ", ".join(f"{k[:30]}: {wall[k][-1]:.2f} s/step wall, {cpu[k][-1]:.2f} CPU s"
                                                    for k in wall), flush=True)
-        st_wall, st_cpu = _median(wall[st_name]), _median(cpu[st_name])
+        if len(lengths) > 1:
+            config = config.replace(f"student max length {args.max_length}",
+                                    f"student max length {' and '.join(map(str, lengths))} (rows @ length)")
         lines += [f"### Training throughput\n\n{config}. Wall time is what a user waits; process CPU time (all "
                   f"threads) is the work done, robust when other jobs share the cores.\n",
                   "| trainer | wall s/step | query groups/s | pairs/s | speed vs ST (wall) | CPU s/step | speed vs ST "
                   "(CPU) | runs: wall s/step |", "|---|---|---|---|---|---|---|---|"]
-        for name in wall:
-            step, work = _median(wall[name]), _median(cpu[name])
-            lines.append(f"| {name} | {step:.2f} | {args.batch_size / step:.2f} | {args.batch_size * candidates / step:.1f}"
-                         f" | {st_wall / step:.2f}x | {work:.2f} | {st_cpu / work:.2f}x | "
-                         f"{', '.join(f'{v:.2f}' for v in wall[name])} |")
+        for length in lengths:
+            st_wall, st_cpu = _median(wall[row(st_name, length)]), _median(cpu[row(st_name, length)])
+            for name in [row(n, length) for n in [*variants, *st_variants]]:
+                step, work = _median(wall[name]), _median(cpu[name])
+                lines.append(f"| {name} | {step:.2f} | {args.batch_size / step:.2f} | "
+                             f"{args.batch_size * candidates / step:.1f} | {st_wall / step:.2f}x | {work:.2f} | "
+                             f"{st_cpu / work:.2f}x | {', '.join(f'{v:.2f}' for v in wall[name])} |")
         lines.append("")
         kd_name = next(iter(variants))
-        headline = f"kd vs ST (wall): {st_wall / _median(wall[kd_name]):.2f}x at max_length {args.max_length}"
+        if len(lengths) > 1:
+            lines.append("kd vs ST (wall) per max length: " + ", ".join(
+                f"{length}: {_median(wall[row(st_name, length)]) / _median(wall[row(kd_name, length)]):.2f}x"
+                for length in lengths) + "; step time " + ", ".join(
+                f"{length}/{lengths[0]}: {_median(wall[row(kd_name, length)]) / _median(wall[row(kd_name, lengths[0])]):.2f}x"
+                for length in lengths[1:]) + " (kd), " + ", ".join(
+                f"{length}/{lengths[0]}: {_median(wall[row(st_name, length)]) / _median(wall[row(st_name, lengths[0])]):.2f}x"
+                for length in lengths[1:]) + " (ST)\n")
+        first = lengths[0]
+        headline = (f"kd vs ST (wall): {_median(wall[row(st_name, first)]) / _median(wall[row(kd_name, first)]):.2f}x "
+                    f"at max_length {first}")
 
     if "cache" in parts:
         subset = copy.copy(train_set)

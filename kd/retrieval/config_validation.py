@@ -96,11 +96,13 @@ FIELDS: dict[str, Field] = {
     "loss.penalty_margin": Float(low=-1, high=1),
     "loss.false_negative_margin": Float(nullable=True),
     "loss.kl_gate": BOOL,
+    "loss.grad_cache_chunk": Int(low=1, nullable=True),
     "optim.lr": Float(positive=True),
     "optim.weight_decay": Float(low=0),
     "optim.warmup_ratio": Float(low=0, high=1),
     "optim.on_nonfinite": Field("choice", choices=("stop", "skip")),
     "student.max_length": Int(low=1),
+    "student.gradient_checkpointing": BOOL,
     "teacher.max_length": Int(low=1),
     "teacher.score_batch_size": Int(low=1),
     "teacher.cache": BOOL,
@@ -133,6 +135,10 @@ def combination_problems(cfg: DictConfig) -> list[str]:
     if loss.kl_weight == loss.contrastive_weight == loss.penalty_weight == loss.get("margin_mse_weight", 0) == 0:
         problems.append("loss.kl_weight, loss.contrastive_weight, loss.penalty_weight and loss.margin_mse_weight are "
                         "all 0: nothing to train")
+    strategy = str(cfg.get("trainer", {}).get("strategy", ""))
+    if loss.get("grad_cache_chunk") is not None and ("ddp" in strategy or "fsdp" in strategy):
+        problems.append(f"loss.grad_cache_chunk={loss.grad_cache_chunk} is single-process only; with "
+                        f"trainer.strategy={strategy} set loss.grad_cache_chunk=null")
     if data.corpus_size is not None and data.num_negatives >= data.corpus_size:
         problems.append(f"data.num_negatives={data.num_negatives} needs a corpus larger than "
                         f"data.corpus_size={data.corpus_size}")

@@ -39,12 +39,22 @@ class RetrievalDistillationModule(L.LightningModule):
     and (DDP-averaged) gradients equal one process on the concatenated batch (``kd/distributed.py``).
     Validation then encodes 1/W of the corpus per rank and gathers the vectors and the per-rank queries.
     ``index`` (a ``conf/index`` mapping or ``IndexSpec``; default flat) picks the FAISS index.
+
+    ``grad_cache_chunk=N`` (``loss.grad_cache_chunk``) embeds the batch with GradCache (``kd/retrieval/grad_cache.py``):
+    no-grad forwards of N texts at a time, the loss on the cached embeddings, then per chunk a forward with grad and
+    backward, run from the hook on the returned loss when Lightning calls ``backward``, so gradient clipping,
+    accumulation, precision and logging are Lightning's as without it. Single process only.
     """
 
     def __init__(self, student, teacher, loss: DistillationLoss, lr: float = 2e-5, weight_decay: float = 0.01,
                  warmup_ratio: float = 0.1, eval_k: int = 100, eval_batch_size: int = 64, score_cache=None,
-                 on_nonfinite: str = "stop", gather_across_devices: bool = True, index=None):
+                 on_nonfinite: str = "stop", gather_across_devices: bool = True, index=None,
+                 grad_cache_chunk: int | None = None):
         super().__init__()
+        if grad_cache_chunk is not None and (isinstance(grad_cache_chunk, bool) or not isinstance(grad_cache_chunk, int)
+                                             or grad_cache_chunk < 1):
+            raise ValueError(f"loss.grad_cache_chunk must be null or an integer >= 1, got {grad_cache_chunk!r}")
+        self.grad_cache_chunk = grad_cache_chunk  # None: one forward with autograd; N: GradCache in chunks of N texts
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
         self.on_nonfinite = on_nonfinite  # a NaN/Inf loss term or gradient: stop training, or skip that batch
@@ -160,8 +170,18 @@ class RetrievalDistillationModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         batch_size, candidates = len(batch["query_ids"]), batch["num_candidates"]
-        query_vectors = self.student.embed(batch["query"])  # [B, H]
-        doc_vectors = self.student.embed(batch["docs"]).view(batch_size, candidates, -1)  # [B, C, H]
+        cache = None
+        if self.grad_cache_chunk is not None:
+            from kd.retrieval.grad_cache import GradCache
+
+            if distributed.is_distributed():
+                raise RuntimeError("loss.grad_cache_chunk is single-process only; set it to null under trainer=ddp")
+            cache = GradCache(self.student, self.grad_cache_chunk, self.device)
+            query_vectors = cache.encode(batch["query"])  # [B, H], no activations kept
+            doc_vectors = cache.encode(batch["docs"]).view(batch_size, candidates, -1)  # [B, C, H]
+        else:
+            query_vectors = self.student.embed(batch["query"])  # [B, H]
+            doc_vectors = self.student.embed(batch["docs"]).view(batch_size, candidates, -1)  # [B, C, H]
         teacher = self.teacher_scores(batch)  # [B, C]
         exclude = batch["in_batch_exclude"]
         if self.gather_across_devices and distributed.is_distributed():
@@ -184,7 +204,7 @@ class RetrievalDistillationModule(L.LightningModule):
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.as_dict().items()}, batch_size=batch_size,
                       prog_bar=False, on_step=True, on_epoch=True)
         self.log("loss", terms.total.detach(), prog_bar=True, batch_size=batch_size, logger=False)
-        return terms.total
+        return terms.total if cache is None else cache.attach(terms.total)
 
     def terms_over_steps(self, steps: int = 3) -> dict[str, dict[str, float]]:
         """Mean loss terms of the first and of the last ``steps`` training steps of this process (did the student

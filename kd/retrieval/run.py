@@ -91,6 +91,7 @@ class Prepared:
     dev: Any = None
     built_teacher: Any = None
     audit: dict | None = None
+    peaks: dict[str, float] | None = None  # stage -> peak RSS (MiB)
 
 
 def prepare(cfg: DictConfig) -> Prepared:
@@ -108,17 +109,18 @@ def prepare(cfg: DictConfig) -> Prepared:
     check_precision(cfg.trainer.accelerator, cfg.precision.student, cfg.precision.teacher)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     timings: dict[str, float] = {}
-    with Stopwatch() as clock:
+    peaks: dict[str, float] = {}  # stage -> peak RSS (MiB) while it ran, metrics.json["resources"]
+    with Stopwatch() as clock, PeakMemory() as memory:
         splits = load_splits(cfg)
         splits, dev = carve_dev_split(splits, float(cfg.data.get("dev_fraction", 0.0)), seed=cfg.seed)
-    timings["load_data_s"] = clock.seconds
+    timings["load_data_s"], peaks["load_data"] = clock.seconds, memory.peak_rss_mb
     log.info("data: %d docs, %d train / %d dev / %d eval queries", len(splits.corpus), len(splits.train_queries),
              0 if dev is None else len(dev), len(splits.eval_queries))
-    with Stopwatch() as clock:
+    with Stopwatch() as clock, PeakMemory() as memory:
         built = build_teacher(cfg.teacher, splits, dev, cfg.paths.cache_dir, seed=cfg.seed,
                               precision=cfg.precision.teacher, accelerator=cfg.trainer.accelerator)
         teacher = built.teacher
-    timings["teacher_s"] = clock.seconds
+    timings["teacher_s"], peaks["teacher"] = clock.seconds, memory.peak_rss_mb
     score_cache = None
     if cfg.teacher.get("cache", True):
         from kd.retrieval.teacher_cache import TeacherScoreCache
@@ -126,12 +128,18 @@ def prepare(cfg: DictConfig) -> Prepared:
         score_cache = TeacherScoreCache(cfg.paths.cache_dir, identity=built.identity)
         log.info("teacher score cache %s: %d pairs", score_cache.path, len(score_cache))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    student = BiEncoder(cfg.student.name_or_path, max_length=cfg.student.max_length)
+    checkpointing = bool(cfg.student.get("gradient_checkpointing", False))
+    if checkpointing and cfg.loss.get("grad_cache_chunk") is not None:
+        # GradCache already bounds the activations to one chunk's; checkpointing would add a third forward pass
+        log.info("loss.grad_cache_chunk is set: student.gradient_checkpointing is not needed and is turned off")
+        checkpointing = False
+    student = BiEncoder(cfg.student.name_or_path, max_length=cfg.student.max_length,
+                        gradient_checkpointing=checkpointing)
     audit = None
     if dev is not None and cfg.teacher.get("audit", True):
-        with Stopwatch() as clock:
+        with Stopwatch() as clock, PeakMemory() as memory:
             audit = run_teacher_audit(cfg, teacher, score_cache, student, splits, dev, built)
-        timings["teacher_audit_s"] = clock.seconds
+        timings["teacher_audit_s"], peaks["teacher_audit"] = clock.seconds, memory.peak_rss_mb
     data = cfg.data
     datamodule = RetrievalDataModule(
         splits, student, teacher, num_negatives=data.num_negatives, mined_negatives=data.mined_negatives,
@@ -142,7 +150,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         doc_group_size=data.get("doc_group_size", None),
     )
     teacher_path = built.info.get("path", built.description)
-    return Prepared(splits, teacher_path, teacher, score_cache, student, datamodule, timings, dev, built, audit)
+    return Prepared(splits, teacher_path, teacher, score_cache, student, datamodule, timings, dev, built, audit, peaks)
 
 
 def run_teacher_audit(cfg: DictConfig, teacher, score_cache, student, splits, dev, built) -> dict:
@@ -185,6 +193,9 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     from kd.retrieval.checkpointing import checkpoint_callback
 
     torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
+    from kd.allocator import fix_mmap_threshold
+
+    fix_mmap_threshold()  # freed activations go back to the OS instead of fragmenting glibc's heaps (kd/allocator.py)
     cfg, resume_from = resolve_resume(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +204,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     prepared = prepare(cfg)
     splits, teacher_path, teacher = prepared.splits, prepared.teacher_path, prepared.teacher
     score_cache, student, datamodule = prepared.score_cache, prepared.student, prepared.datamodule
-    timings = prepared.timings
+    timings, peaks = prepared.timings, dict(prepared.peaks or {})
     data = cfg.data
     gather = bool(cfg.loss.get("gather_across_devices", True))
     loss, _, calibration = build_loss(cfg, prepared.audit)
@@ -201,7 +212,8 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     module = RetrievalDistillationModule(student, teacher, loss, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
                                          warmup_ratio=cfg.optim.warmup_ratio, eval_batch_size=data.eval_batch_size,
                                          score_cache=score_cache, on_nonfinite=cfg.optim.get("on_nonfinite", "stop"),
-                                         gather_across_devices=gather, index=index)
+                                         gather_across_devices=gather, index=index,
+                                         grad_cache_chunk=cfg.loss.get("grad_cache_chunk"))
     logger = build_logger(cfg)
     checkpoints = checkpoint_callback(cfg.get("checkpoint", {}).get("every_n_train_steps"), output_dir)
     callbacks = [*instantiate(cfg.trainer.get("callbacks") or []), *([checkpoints] if checkpoints else [])]
@@ -220,12 +232,13 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         results["before"] = json.loads(before_path.read_text())  # measured by the run being resumed
     elif cfg.eval_before:
         start = time.perf_counter()
-        results["before"] = _strip(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
-        timings["eval_before_s"] = time.perf_counter() - start
+        with PeakMemory() as memory:  # the first validate also sets the data up (mining, pre-tokenising)
+            results["before"] = _strip(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
+        timings["eval_before_s"], peaks["eval_before"] = time.perf_counter() - start, memory.peak_rss_mb
         atomic_write_json(before_path, results["before"])
     with PeakMemory() as memory, Stopwatch() as fit_clock:
         trainer.fit(module, datamodule=datamodule, ckpt_path=None if resume_from is None else str(resume_from))
-    timings["fit_s"] = fit_clock.seconds
+    timings["fit_s"], peaks["fit"] = fit_clock.seconds, memory.peak_rss_mb
     pairs = module.pairs_seen * trainer.world_size  # every process trains on an equal share (distributed sampler)
     results["resources"] = {
         "peak_rss_mb": round(memory.peak_rss_mb, 1), "peak_cuda_mb": round(memory.peak_cuda_mb, 1),
@@ -241,8 +254,10 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
                         for k, v in trainer.callback_metrics.items() if k.startswith("train/") and k.endswith("_epoch")}
     results["train_steps"] = module.terms_over_steps()  # this process's first vs last steps (a resumed run: since)
     start = time.perf_counter()
-    results["after"] = _strip(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
-    timings["eval_after_s"] = time.perf_counter() - start
+    with PeakMemory() as memory:
+        results["after"] = _strip(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
+    timings["eval_after_s"], peaks["eval_after"] = time.perf_counter() - start, memory.peak_rss_mb
+    results["resources"]["stage_peak_rss_mb"] = {k: round(v, 1) for k, v in peaks.items()}
     results["timings"] = {k: round(v, 2) for k, v in timings.items()}
     if resume_from is not None:
         results["resumed_from"] = str(resume_from)
@@ -284,6 +299,7 @@ def build_loss(cfg: DictConfig, audit: dict | None = None, **settings):
 
     options = {**OmegaConf.to_container(cfg.loss, resolve=True), **settings}
     options.pop("gather_across_devices", None)
+    options.pop("grad_cache_chunk", None)  # a module option too: how the student's encoding is chunked
     if "teacher_temperature" in settings:
         calibration = {"teacher_temperature": float(settings["teacher_temperature"]), "source": "given"}
     else:

@@ -69,6 +69,7 @@ def assert_metrics(cells: list[str]) -> None:
 # Every benchmark script and the smoke test(s) below that run it: a new script needs a --smoke mode and a test here.
 SMOKE_TESTS = {
     "benchmarks/benchmark_throughput.py": ["test_benchmark_throughput_smoke"],
+    "benchmarks/benchmark_memory.py": ["test_benchmark_memory_smoke"],
     "scripts/benchmark_quality.py": ["test_benchmark_quality_smoke"],
     "scripts/benchmark_scifact.py": ["test_benchmark_scifact_smoke"],
     "scripts/benchmark_ddp.py": ["test_benchmark_ddp_smoke"],
@@ -117,6 +118,15 @@ def test_benchmark_throughput_smoke(tiny_model_dir, tiny_beir_dir, tmp_path):
     assert match, last
     kd_speed = number(training["kd (pre-tokenised, documents in length groups of 16)"][3])
     assert number(match.group(1)) == pytest.approx(kd_speed, abs=0.011)
+
+
+def test_benchmark_memory_smoke(tiny_model_dir, tmp_path):
+    out = run_script("benchmarks/benchmark_memory.py", "--smoke", "--student", tiny_model_dir, cwd=tmp_path)
+    rows = table(out, "batch (queries)")
+    assert list(rows) == ["2"]
+    texts, *cells = rows["2"]
+    assert texts == "6" and len(cells) == 6
+    assert all(number(c) >= 0 for c in cells[:3]) and all(number(c) > 0 for c in cells[3:]), cells
 
 
 def test_benchmark_quality_smoke(tiny_model_dir, tiny_beir_dir, tmp_path):

@@ -25,15 +25,30 @@ BAD = [
     ("trainer.max_epochs=true", "trainer.max_epochs must be an integer, got True"),
     ("data.mined_negatives=5", "data.mined_negatives=5 exceeds data.num_negatives=3"),
     ("data.corpus_size=3", "data.num_negatives=3 needs a corpus larger than data.corpus_size=3"),
+    ("loss.grad_cache_chunk=0", "loss.grad_cache_chunk must be >= 1, got 0"),
+    ("loss.grad_cache_chunk=-4", "loss.grad_cache_chunk must be >= 1, got -4"),
+    ("loss.grad_cache_chunk=2.5", "loss.grad_cache_chunk must be an integer, got 2.5"),
+    ("trainer=ddp loss.grad_cache_chunk=4", "loss.grad_cache_chunk=4 is single-process only"),
 ]
 
 
 @pytest.mark.parametrize("override,message", BAD)
 def test_bad_values_are_refused_naming_the_key(override, message, tmp_path):
-    cfg = _compose([override, f"paths.output_dir={tmp_path}"])
+    cfg = _compose([*override.split(), f"paths.output_dir={tmp_path}"])
     with pytest.raises(ConfigError, match="invalid config") as error:
         validate_train_config(cfg)
     assert message in str(error.value)
+
+
+def test_grad_cache_chunk_composes_off_by_default_and_reaches_the_module(tmp_path):
+    from kd.retrieval.run import build_loss
+
+    assert _compose([f"paths.output_dir={tmp_path}"]).loss.grad_cache_chunk is None
+    cfg = _compose(["loss.grad_cache_chunk=8", "loss.teacher_temperature=0.05", f"paths.output_dir={tmp_path}"])
+    validate_train_config(cfg)
+    assert cfg.loss.grad_cache_chunk == 8
+    _, options, _ = build_loss(cfg)  # a module option, not a DistillationLoss argument
+    assert "grad_cache_chunk" not in options
 
 
 def test_all_loss_weights_zero_is_refused(tmp_path):

