@@ -48,7 +48,7 @@ NO_QUERY = "the teacher's reply holds no query"
 # ---------------------------------------------------------------------------------------------- sampling
 
 
-def test_positive_documents(qrels: Mapping[str, Mapping[str, int]]) -> set[str]:
+def eval_positive_documents(qrels: Mapping[str, Mapping[str, int]]) -> set[str]:
     """Every document that is a positive (relevance > 0) of some query of ``qrels``."""
     return {d for docs in qrels.values() for d, r in docs.items() if r > 0}
 
@@ -165,7 +165,8 @@ def generate_shards(llm, corpus: Mapping[str, str], doc_ids: list[str], out_dir:
     for index, docs in enumerate(shards):
         path = shard_path(out_dir, index)
         if path.is_file() and (shard := read_shard(path, docs)) is not None:
-            results[index] = [Generated(r["doc_id"], r["reply"], list(r["queries"])) for r in shard["records"]]
+            # parsed again from the raw reply: a parser fix applies to shards generated before it
+            results[index] = [Generated(r["doc_id"], r["reply"], parse_queries(r["reply"], k)) for r in shard["records"]]
             seconds[index] = float(shard.get("seconds", 0.0))
     done_docs = sum(len(shards[i]) for i in results)
     resumed = len(results)
@@ -297,7 +298,7 @@ def run_generation(cfg, llm=None, filter_teacher=None) -> dict:
     started = time.perf_counter()
 
     splits, dev, corpus_name = _load_data(cfg)
-    excluded = test_positive_documents(splits.eval_qrels)
+    excluded = eval_positive_documents(splits.eval_qrels)
     doc_ids = choose_documents(splits.corpus, excluded, cfg.get("sample"), int(cfg["seed"]), cfg.get("doc_ids"),
                                corpus_name)
     max_new_tokens, max_chars = int(cfg["max_new_tokens"]), int(cfg["prompt"]["max_chars"])

@@ -24,6 +24,8 @@ MIN_CHARS = 10
 MAX_CHARS = 300
 MIN_WORDS = 3
 
+_REFUSAL = re.compile(r"^(?:i (?:don'?t|do not|cannot|can'?t|am not)|sorry|as an ai|unfortunately)\b", re.I)
+_END = ".?!)\"'"
 _NUMBERING = re.compile(r"^\s*(?:[-*•>]+|\(?\d{1,2}[.):]|\[\d{1,2}\])\s*")
 _LABEL = re.compile(r"^\s*(?:\*\*)?(?:search\s+)?(?:query|queries|claim|question)\s*\d*\s*[:.-]\s*(?:\*\*)?\s*", re.I)
 
@@ -56,23 +58,20 @@ def normalise(text: str) -> str:
 def parse_queries(reply: str, k: int) -> list[str]:
     """Up to ``k`` distinct queries from a reply: one per line, numbering / bullets / "Query:" labels / quotes
     removed; lines shorter than 3 words or 10 characters, longer than 300, or repeating an earlier one are
-    dropped. A last line without final punctuation after at least one good line is taken as cut off by the token
-    limit and dropped. Returns ``[]`` when the reply holds no query."""
-    candidates: list[str] = []
+    dropped. A last line without final punctuation after good lines that all have it is taken as cut off by the
+    token limit and dropped. Returns ``[]`` when the reply holds no query."""
+    out: list[str] = []
+    seen: set[str] = set()
     lines = [line for line in reply.splitlines() if line.strip()]
     for i, line in enumerate(lines):
         text = _LABEL.sub("", _NUMBERING.sub("", line))
         text = _LABEL.sub("", text).strip().strip("*\"'`“”").strip()
         if len(text) < MIN_CHARS or len(text) > MAX_CHARS or len(text.split()) < MIN_WORDS:
             continue
-        if text.endswith(":"):  # "Here are three claims:"
+        if text.endswith(":") or _REFUSAL.match(text):  # "Here are three claims:", "I don't know."
             continue
-        if i == len(lines) - 1 and candidates and text[-1] not in ".?!)\"'":
+        if i == len(lines) - 1 and out and text[-1] not in _END and all(q[-1] in _END for q in out):
             continue
-        candidates.append(text)
-    out: list[str] = []
-    seen: set[str] = set()
-    for text in candidates:
         key = normalise(text)
         if key and key not in seen:
             seen.add(key)
