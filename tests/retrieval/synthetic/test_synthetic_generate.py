@@ -132,3 +132,13 @@ def test_teacher_reply_without_a_query_is_one_line_and_nothing_is_written(tiny_b
                                               r"teacher's reply holds no query: \"I don't know.\""):
         run_generation(stop, llm=Refuses())
     assert not list((tmp_path / "gen2" / SHARD_DIR).glob("*")) if (tmp_path / "gen2" / SHARD_DIR).exists() else True
+
+
+def test_filter_drops_a_query_repeating_a_test_query_and_ranks_beyond_top_k():
+    from kd.retrieval.synthetic.generate import Generated, filter_queries
+
+    generated = [Generated("d5", "", ["Tennis serve racket?", "violin concerto soloist", "a far away query"])]
+    kept, dropped = filter_queries(generated, lambda qs, ds: [1, 2, 7], 3, {"q10": "tennis serve racket"})
+    assert [(q["_id"], q["rank"]) for q in kept] == [("syn-d5-1", 2)]
+    assert [(d["_id"], d["reason"]) for d in dropped] == [
+        ("syn-d5-0", "same text as a test query"), ("syn-d5-2", "source document ranked 7 > filter.top_k=3")]
