@@ -110,11 +110,20 @@ def test_killed_run_resumes_without_regenerating_finished_shards(tiny_beir_dir, 
     manifest = run_generation(cfg, llm=llm)
     assert len(llm.documents) == 2  # only the last shard's two documents
     assert manifest["timing"]["shards_loaded"] == 2 and manifest["counts"]["documents"] == 6
+    # every shard done: a re-run (e.g. another filter.top_k) only filters again and never calls the teacher
+    again = run_generation(compose_cfg(tiny_beir_dir, tmp_path / "gen", tmp_path / "cache", "sample=6",
+                                       "shard_size=2", "batch_size=2", "filter.top_k=1000"), llm=NeverCalled())
+    assert again["counts"]["kept"] == again["counts"]["generated"] == manifest["counts"]["generated"]
     plan = json.loads((tmp_path / "gen" / "plan.json").read_text())
     assert len(plan["doc_ids"]) == 6 and not set(plan["doc_ids"]) & TEST_POSITIVES
     with pytest.raises(ConfigError, match="belongs to a run with a different configuration \\(k differ"):
         run_generation(compose_cfg(tiny_beir_dir, tmp_path / "gen", tmp_path / "cache", "sample=6",
                                    "shard_size=2", "batch_size=2", "k=2"), llm=FakeLLM())
+
+
+class NeverCalled:
+    def chat(self, messages, max_new_tokens=128):
+        raise AssertionError("the teacher was called")
 
 
 class Refuses:
