@@ -25,6 +25,7 @@ MAX_CHARS = 300
 MIN_WORDS = 3
 
 _REFUSAL = re.compile(r"^(?:i (?:don'?t|do not|cannot|can'?t|am not)|sorry|as an ai|unfortunately)\b", re.I)
+_FIRST_SENTENCE = re.compile(r"(.+?[a-z0-9)\]%][.!?])\s+(?=[A-Z(\[])")
 _END = ".?!)\"'"
 _NUMBERING = re.compile(r"^\s*(?:[-*•>]+|\(?\d{1,2}[.):]|\[\d{1,2}\])\s*")
 _LABEL = re.compile(r"^\s*(?:\*\*)?(?:search\s+)?(?:query|queries|claim|question)\s*\d*\s*[:.-]\s*(?:\*\*)?\s*", re.I)
@@ -57,7 +58,7 @@ def normalise(text: str) -> str:
 
 def parse_queries(reply: str, k: int) -> list[str]:
     """Up to ``k`` distinct queries from a reply: one per line, numbering / bullets / "Query:" labels / quotes
-    removed; lines shorter than 3 words or 10 characters, longer than 300, or repeating an earlier one are
+    removed; a line holding several sentences is cut to its first; lines shorter than 3 words or 10 characters, longer than 300, or repeating an earlier one are
     dropped. A last line without final punctuation after good lines that all have it is taken as cut off by the
     token limit and dropped. Returns ``[]`` when the reply holds no query."""
     out: list[str] = []
@@ -66,6 +67,9 @@ def parse_queries(reply: str, k: int) -> list[str]:
     for i, line in enumerate(lines):
         text = _LABEL.sub("", _NUMBERING.sub("", line))
         text = _LABEL.sub("", text).strip().strip("*\"'`“”").strip()
+        first = _FIRST_SENTENCE.match(text)  # a line that runs on (copied text) is cut to its first sentence
+        if first and len(first.group(1).split()) >= MIN_WORDS:
+            text = first.group(1)
         if len(text) < MIN_CHARS or len(text) > MAX_CHARS or len(text.split()) < MIN_WORDS:
             continue
         if text.endswith(":") or _REFUSAL.match(text):  # "Here are three claims:", "I don't know."

@@ -35,3 +35,12 @@ def test_prompt_holds_the_truncated_document_and_k_and_nothing_else():
     assert [m["role"] for m in messages] == ["system", "user"]
     with pytest.raises(ValueError, match="prompt style"):
         query_messages("x", 1, "poem")
+
+
+def test_a_line_that_runs_on_is_cut_to_its_first_sentence():
+    reply = ("1. Mutated KRAS results in overexpression of DUSP4 in rectal carcinomas. Mutations of the KRAS oncogene "
+             "are predictive for resistance to treatment with antibodies against the epithelial growth factor "
+             "receptor in patients with colorectal cancer. Overcoming this therapeutic dilemma could\n"
+             "2. Vitamin C (e.g. 500 mg) reduces cold duration.")
+    assert parse_queries(reply, 3) == ["Mutated KRAS results in overexpression of DUSP4 in rectal carcinomas.",
+                                       "Vitamin C (e.g. 500 mg) reduces cold duration."]
