@@ -119,13 +119,15 @@ def _choice(cfg: Mapping, key: str, choices: tuple) -> None:
 
 KNOWN_KEYS: dict[str, set[str] | None] = {  # section -> allowed keys (None: free-form)
     "": {"teacher", "student", "cycles", "questions_per_cycle", "topics", "seed", "run_dir", "resume", "progress",
-         "threads", "kb", "generation", "relevancy", "finetune", "debug"},
+         "threads", "kb", "generation", "relevancy", "finetune", "debug", "eval", "correctness"},
     "teacher": {"backend", "model", "dtype", "device", "base_url", "api_key_env", "api_key", "timeout_s",
                 "max_retries", "backoff_s", "backoff_max_s", "temperature"},
     "student": {"model", "dtype", "device"},
     "kb": {"source", "max_chars", "min_chars", "aliases"},
-    "generation": {"max_new_tokens_question", "max_new_tokens_reference", "max_new_tokens_answer",
-                   "max_new_tokens_judge"},
+    "generation": {"batch_size", "max_new_tokens_question", "max_new_tokens_reference", "max_new_tokens_answer",
+                   "max_new_tokens_judge", "max_new_tokens_correctness"},
+    "eval": {"heldout_per_topic", "near_duplicate_cosine", "bootstrap_resamples"},
+    "correctness": {"weights"},
     "relevancy": {"k", "threshold", "embedding_model"},
     "finetune": {"quantization", "min_gpu_free_gb", "precision", "lora_r", "lora_alpha", "lora_dropout",
                  "target_modules", "epochs", "batch_size", "lr", "weight_decay", "grad_clip", "max_length",
@@ -156,6 +158,17 @@ def validate(cfg: Mapping, cuda_available: bool | None = None) -> None:
                 "generation.max_new_tokens_reference"):
         _int(cfg, key)
     _int(cfg, "seed", lo=0)
+    for key, lo in (("generation.batch_size", 1), ("generation.max_new_tokens_correctness", 1),
+                    ("eval.heldout_per_topic", 0), ("eval.bootstrap_resamples", 100)):
+        if _get(cfg, key) is not None:
+            _int(cfg, key, lo=lo)
+    if _get(cfg, "eval.near_duplicate_cosine") is not None:
+        _num(cfg, "eval.near_duplicate_cosine", 0.0, 1.0)
+    weights = _get(cfg, "correctness.weights")
+    if weights is not None and (not isinstance(weights, list) or len(weights) != 2 or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights) or sum(weights) <= 0):
+        raise ConfigError(f"correctness.weights must be two non-negative numbers [statement_f1, similarity] with a "
+                          f"positive sum, got {weights!r}")
     topics = _get(cfg, "topics")
     if not isinstance(topics, list) or not topics or not all(isinstance(t, str) and t for t in topics):
         raise ConfigError(f"topics must be a non-empty list of names, got {topics!r}")

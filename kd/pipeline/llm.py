@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Sequence
 
 from kd.pipeline import memory
 from kd.pipeline.models import resolve_llm
@@ -49,11 +50,12 @@ class LocalChatLM:
     """``chat(messages) -> str`` on a local causal LM (optionally with a LoRA adapter)."""
 
     def __init__(self, name_or_path: str, dtype: str = "auto", device: str = "auto", adapter: str | None = None,
-                 load_in_4bit: bool = False):
+                 load_in_4bit: bool = False, batch_size: int = 8):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name = name_or_path
+        self.batch_size = batch_size
         self.device = pick_device(device)
         path = resolve_llm(name_or_path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
@@ -86,6 +88,41 @@ class LocalChatLM:
             out = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                       pad_token_id=self.tokenizer.pad_token_id)
         return self.tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+    def chat_batch(self, conversations: Sequence[list[dict]], max_new_tokens: int = 128,
+                   batch_size: int | None = None) -> list[str]:
+        """Replies to several conversations, greedy, ``batch_size`` at a time (left-padded), in input order.
+
+        On a CPU one sequence at a time is memory-bound: a batch of 8 costs little more per step than one, so
+        the teacher's questions/references and the judge's calls run several times faster this way. Prompts are
+        sorted by length before batching (less padding); the batches depend only on the inputs, so a resumed run
+        sees the same batches and the same replies."""
+        import torch
+
+        conversations = list(conversations)
+        if not conversations:
+            return []
+        size = max(1, int(batch_size or self.batch_size))
+        texts = [format_chat(self.tokenizer, m) for m in conversations]
+        lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: (lengths[i], i))
+        replies: list[str] = [""] * len(texts)
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"
+        try:
+            for start in range(0, len(order), size):
+                idx = order[start:start + size]
+                enc = self.tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
+                                     add_special_tokens=False).to(self.device)
+                with torch.no_grad():
+                    out = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                              pad_token_id=self.tokenizer.pad_token_id)
+                for row, i in enumerate(idx):
+                    replies[i] = self.tokenizer.decode(out[row, enc["input_ids"].shape[1]:],
+                                                       skip_special_tokens=True).strip()
+        finally:
+            self.tokenizer.padding_side = side
+        return replies
 
     def close(self) -> None:
         self.model = None

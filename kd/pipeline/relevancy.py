@@ -127,7 +127,23 @@ def answer_relevancy(question: str, answer: str, judge, embedder: Embedder, k: i
     """RAGAS answer relevancy of ``answer`` to ``question`` (``judge.chat`` writes the questions)."""
     if not answer.strip():
         return RelevancyScore(0.0, "empty_answer", [], 1, "none", "")
-    raw = judge.chat(judge_messages(answer, k), max_new_tokens)
+    return score_reply(question, judge.chat(judge_messages(answer, k), max_new_tokens), embedder, k)
+
+
+def answer_relevancy_batch(questions: Sequence[str], answers: Sequence[str], judge, embedder: Embedder, k: int = 3,
+                           max_new_tokens: int = 128) -> list[RelevancyScore]:
+    """``answer_relevancy`` for many (question, answer) pairs, the judge called in batches (same scores)."""
+    from kd.pipeline.chat import chat_many
+
+    todo = [i for i, a in enumerate(answers) if a.strip()]
+    replies = dict(zip(todo, chat_many(judge, [judge_messages(answers[i], k) for i in todo], max_new_tokens)))
+    return [score_reply(q, replies[i], embedder, k) if i in replies else RelevancyScore(0.0, "empty_answer", [], 1,
+                                                                                          "none", "")
+            for i, q in enumerate(questions)]
+
+
+def score_reply(question: str, raw: str, embedder: Embedder, k: int) -> RelevancyScore:
+    """The relevancy score of one judge reply ``raw`` about an answer to ``question``."""
     parsed = parse_judge(raw, k)
     if parsed.mode == "unparseable":
         return RelevancyScore(None, "unparseable", [], parsed.noncommittal, parsed.mode, raw)

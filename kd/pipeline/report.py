@@ -11,9 +11,10 @@ from kd.pipeline.config import semantic_config
 
 log = logging.getLogger(__name__)
 
-STEP_KIND = {"questions": "teacher", "references": "teacher", "baseline_answers": "answer",
-             "finetuned_answers": "answer", "finetune": "training", "trainset": "training",
-             "baseline_scores": "evaluation", "finetuned_scores": "evaluation"}
+STEP_KIND = {"questions": "teacher", "references": "teacher", "heldout_questions": "teacher",
+             "heldout_references": "teacher", "baseline_answers": "answer", "finetuned_answers": "answer",
+             "heldout_answers": "answer", "finetune": "training", "trainset": "training",
+             "baseline_scores": "evaluation", "finetuned_scores": "evaluation", "heldout_scores": "evaluation"}
 # keys that change from run to run (timings, memory) and are left out when two reports are compared
 VOLATILE_KEYS = ("timings", "time_by_kind", "memory", "run_dir")
 
@@ -24,7 +25,22 @@ def _fmt(x, pct: bool = False) -> str:
     return f"{x:+.1f}%" if pct else f"{x:.3f}"
 
 
-def build_report(run, cfg: Mapping, kb, summaries: Sequence[dict], mem_log: Sequence[dict]) -> dict:
+def learning_curve(heldout: Mapping | None, cycles: Sequence[Mapping]) -> list[dict]:
+    """Held-out scores per cycle (0 = the base student): means, 95 % intervals, paired gain since cycle 0."""
+    if not heldout:
+        return []
+    rows = [{"cycle": 0, **{k: heldout["baseline"][k] for k in ("relevancy", "correctness")}}]
+    for c in cycles:
+        h = c.get("heldout")
+        if h:
+            rows.append({"cycle": c["cycle"], **{k: h[k] for k in ("relevancy", "correctness", "relevancy_gain",
+                                                                     "relevancy_gain_ci95", "correctness_gain",
+                                                                     "correctness_gain_ci95")}})
+    return rows
+
+
+def build_report(run, cfg: Mapping, kb, summaries: Sequence[dict], mem_log: Sequence[dict],
+                 heldout: Mapping | None = None) -> dict:
     records = run.records()
     timings = {r["key"]: r["seconds"] for r in records}
     by_kind: dict[str, float] = {}
@@ -55,6 +71,8 @@ def build_report(run, cfg: Mapping, kb, summaries: Sequence[dict], mem_log: Sequ
                    "mean": "mean over all answers, unparseable judge replies counted as 0 (also: 'mean' over scored only)"},
         "cycles": cycles,
         "overall": overall,
+        "heldout": dict(heldout) if heldout else None,
+        "learning_curve": learning_curve(heldout, cycles),
         "timings": timings,
         "time_by_kind": by_kind,
         "memory": memory,
@@ -80,6 +98,33 @@ def summary_table(report: Mapping) -> str:
                      f"{_fmt(c['improvement_pct'], pct=True)} | {_fmt(b['success_rate'])} -> {_fmt(f['success_rate'])} | "
                      f"{b['n_unparseable']} + {f['n_unparseable']} | {_fmt(b.get('reference_similarity_mean'))} -> "
                      f"{_fmt(f.get('reference_similarity_mean'))} | {_fmt(losses[0])} -> {_fmt(losses[-1])} |")
+    return "\n".join(lines)
+
+
+def fmt_ci(block: Mapping | None) -> str:
+    if not block or block.get("mean") is None:
+        return "n/a"
+    ci = block.get("ci95")
+    return f"{block['mean']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{block['mean']:.3f}"
+
+
+def fmt_gain(mean, ci) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else f"{mean:+.3f}"
+
+
+def heldout_table(report: Mapping) -> str:
+    """The learning curve on the held-out questions: mean [95 % CI] per cycle and the paired gain since cycle 0."""
+    curve = report.get("learning_curve") or []
+    if not curve:
+        return "(no held-out set: eval.heldout_per_topic=0)"
+    lines = ["| cycle | n | correctness [95% CI] | gain vs base [95% CI] | relevancy [95% CI] | gain vs base [95% CI] |",
+             "|---|---|---|---|---|---|"]
+    for r in curve:
+        lines.append(f"| {r['cycle']}{' (base)' if r['cycle'] == 0 else ''} | {r['correctness']['n']} | "
+                     f"{fmt_ci(r['correctness'])} | {fmt_gain(r.get('correctness_gain'), r.get('correctness_gain_ci95'))} | "
+                     f"{fmt_ci(r['relevancy'])} | {fmt_gain(r.get('relevancy_gain'), r.get('relevancy_gain_ci95'))} |")
     return "\n".join(lines)
 
 
@@ -119,6 +164,20 @@ def _plots(report: Mapping, out: Path) -> list[str]:
     ax.legend(fontsize=8, loc="upper center", ncol=3)
     save(fig, "relevancy.png")
 
+    curve = report.get("learning_curve") or []
+    if curve:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        xs_h = [r["cycle"] for r in curve]
+        for metric, marker in (("correctness", "o"), ("relevancy", "s")):
+            means = [r[metric]["mean"] or 0.0 for r in curve]
+            lo = [m - (r[metric]["ci95"] or [m, m])[0] for m, r in zip(means, curve)]
+            hi = [(r[metric]["ci95"] or [m, m])[1] - m for m, r in zip(means, curve)]
+            ax.errorbar(xs_h, means, yerr=[lo, hi], marker=marker, capsize=4, label=f"held-out {metric}")
+        ax.set(xlabel="cycle (0 = base student)", ylabel="score (95% bootstrap CI)", xticks=xs_h, ylim=(0, 1.05),
+               title=f"Held-out questions (n={curve[0]['correctness']['n']}): learning curve")
+        ax.legend(fontsize=8)
+        save(fig, "heldout.png")
+
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for c in cycles:
         ax.plot(range(1, len(c["train_losses"]) + 1), c["train_losses"], marker="o", ms=3, label=f"cycle {c['cycle']}")
@@ -156,14 +215,31 @@ def render_markdown(report: Mapping, plots: Sequence[str]) -> str:
         "unparseable judge replies count as 0 in the mean and are listed; similarity to reference = MiniLM cosine "
         "of answer and teacher reference (not part of RAGAS, a correctness proxy)",
         f"- config hash `{report['config_hash']}`", "",
-        "## Summary", "", summary_table(report), "",
+        "## Held-out questions: what the student learned", "",
+        "Questions written by the teacher before cycle 1 from reserved passages, never trained on; scored at "
+        "baseline (cycle 0) and after every fine-tune. Correctness = RAGAS answer correctness against the "
+        "teacher's reference (statement F1 and embedding similarity, weights "
+        f"{report['config'].get('correctness', {}).get('weights', [0.75, 0.25])}); unparseable judge replies "
+        "count as 0 and are listed. Intervals: bootstrap 95 % (gains: paired over the same questions).", "",
+        heldout_table(report), "",
+        *_failures(report),
+        "## Training questions (re-scored right after training on them: a memorisation check)", "",
+        summary_table(report), "",
         "## Time per step (seconds)", "", timing_table(report), "",
     ]
     if plots:
         parts += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
     parts += ["## Memory per stage", "", "| stage | RSS MB | CUDA allocated MB |", "|---|---|---|"]
     parts += [f"| {m['stage']} | {m['rss_mb']} | {m.get('cuda_allocated_mb', '-')} |" for m in report["memory"]]
-    parts += ["", "## Sample Q&A per cycle", ""]
+    h = report.get("heldout")
+    if h and h.get("samples"):
+        parts += ["", "## Sample held-out questions (answers per cycle, 0 = base student)", ""]
+        for smp in h["samples"]:
+            parts += [f"**{smp['id']} ({smp['topic']})**: {smp['question']}", "", f"- reference: {smp['reference']}"]
+            parts += [f"- cycle {c} (correctness {_fmt(v['correctness'])}, relevancy {_fmt(v['relevancy'])}): "
+                      f"{v['answer']}" for c, v in smp["by_cycle"].items()]
+            parts += [""]
+    parts += ["", "## Sample Q&A per cycle (training questions)", ""]
     for c in report["cycles"]:
         parts += [f"### Cycle {c['cycle']} (fine-tune: {c['finetune_mode']['quantization']}, "
                   f"{c['finetune_mode']['precision']}, {c['trainable_params']} LoRA params, "
@@ -178,8 +254,22 @@ def render_markdown(report: Mapping, plots: Sequence[str]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_report(run, cfg: Mapping, kb, summaries: Sequence[dict], mem_log: Sequence[dict]) -> dict:
-    report = build_report(run, cfg, kb, summaries, mem_log)
+def _failures(report: Mapping) -> list[str]:
+    h = report.get("heldout")
+    if not h:
+        return []
+    rows = [("0", f) for f in h["baseline"]["failures"]] + [
+        (str(c["cycle"]), f) for c in report["cycles"] for f in (c.get("heldout") or {}).get("failures", [])]
+    if not rows:
+        return ["Unparseable judge replies on the held-out set: none.", ""]
+    out = [f"Unparseable judge replies on the held-out set ({len(rows)}, counted as 0):", ""]
+    out += [f"- cycle {c}, {f['id']}, {f['metric']}: {f['problem'] or f['status']}" for c, f in rows]
+    return out + [""]
+
+
+def write_report(run, cfg: Mapping, kb, summaries: Sequence[dict], mem_log: Sequence[dict],
+                 heldout: Mapping | None = None) -> dict:
+    report = build_report(run, cfg, kb, summaries, mem_log, heldout)
     plots = _plots(report, run.path / "plots")
     report["plots"] = plots
     atomic_write_json(run.path / "report.json", report)

@@ -32,8 +32,29 @@ from kd.pipeline.config import NON_SEMANTIC_KEYS, _drop, _get, config_diff, conf
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-STEP_ORDER = ("knowledge_base", "questions", "references", "baseline_answers", "baseline_scores", "trainset",
-              "finetune", "finetuned_answers", "finetuned_scores", "summary")
+STEP_ORDER = ("knowledge_base", "heldout_questions", "heldout_references", "questions", "references",
+              "baseline_answers", "baseline_scores", "trainset", "finetune", "finetuned_answers", "heldout_answers",
+              "finetuned_scores", "heldout_scores", "summary")
+RUN_STEPS = ("knowledge_base",)  # once per run, before cycle 1
+HELDOUT_RUN_STEPS = ("heldout_questions", "heldout_references")  # once per run, when eval.heldout_per_topic > 0
+HELDOUT_BASELINE_STEPS = ("heldout_answers", "heldout_scores")  # cycle 0: the base student on the held-out set
+CYCLE_STEPS = ("questions", "references", "baseline_answers", "baseline_scores", "trainset", "finetune",
+               "finetuned_answers", "finetuned_scores", "summary")
+
+
+def step_keys(cycles: int, heldout: bool = False) -> list[str]:
+    """Every step key of a run with ``cycles`` cycles, in run order (held-out steps when ``heldout``)."""
+    keys = list(RUN_STEPS)
+    if heldout:
+        keys += list(HELDOUT_RUN_STEPS) + [f"cycle0.{s}" for s in HELDOUT_BASELINE_STEPS]
+    for c in range(1, cycles + 1):
+        for s in CYCLE_STEPS:
+            keys.append(f"cycle{c}.{s}")
+            if heldout and s == "finetuned_answers":
+                keys.append(f"cycle{c}.heldout_answers")
+            if heldout and s == "finetuned_scores":
+                keys.append(f"cycle{c}.heldout_scores")
+    return keys
 
 
 REDACTED = "***"  # what ``config.redact`` writes in place of a secret

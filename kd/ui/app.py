@@ -65,7 +65,10 @@ def _results_context(run_dir: Path) -> dict[str, Any] | None:
         rows.append({"cycle": c, "train_seconds": timings.get(f"cycle{c['cycle']}.finetune"),
                      "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None})
     threshold = float(report["metric"]["success_threshold"])
-    return {"report": report, "rows": rows, "fmt": charts.fmt,
+    from kd.pipeline.report import fmt_ci, fmt_gain
+
+    return {"report": report, "rows": rows, "fmt": charts.fmt, "fmt_ci": fmt_ci, "fmt_gain": fmt_gain,
+            "curve": report.get("learning_curve") or [],
             "relevancy_svg": charts.relevancy_chart(report["cycles"], threshold),
             "loss_svg": charts.loss_chart(report["cycles"]), "total_seconds": sum(timings.values())}
 

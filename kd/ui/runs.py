@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kd.pipeline.rundir import MANIFEST, STEP_ORDER
+from kd.pipeline.rundir import HELDOUT_RUN_STEPS, MANIFEST, RUN_STEPS, step_keys
 
 UI_RUN = "ui_run.json"
 UI_LOG = "ui.log"
-CYCLE_STEPS = STEP_ORDER[1:]  # knowledge_base runs once, before cycle 1
 
 # what a failure means, in plain words, keyed on the exception class named in the log
 ERROR_HINTS = {
@@ -41,15 +40,20 @@ def read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def step_keys(cycles: int) -> list[str]:
-    """Every step key of a run with ``cycles`` cycles, in run order."""
-    return ["knowledge_base"] + [f"cycle{c}.{s}" for c in range(1, cycles + 1) for s in CYCLE_STEPS]
+def has_heldout(run_dir: Path, done: dict[str, float]) -> bool:
+    """Whether the run evaluates on a held-out set (its saved config says so, or a held-out step exists)."""
+    manifest = read_json(run_dir / MANIFEST) or {}
+    per_topic = ((manifest.get("config") or {}).get("eval") or {}).get("heldout_per_topic")
+    if isinstance(per_topic, int):
+        return per_topic > 0
+    return any("heldout" in k for k in done)
 
 
 def finished_steps(run_dir: Path) -> dict[str, float]:
     """Step key -> seconds, for every step file the pipeline has written."""
     out: dict[str, float] = {}
-    for path in [run_dir / "knowledge_base.json", *sorted(run_dir.glob("cycle_*/*.json"))]:
+    run_level = [run_dir / f"{name}.json" for name in (*RUN_STEPS, *HELDOUT_RUN_STEPS)]
+    for path in [*run_level, *sorted(run_dir.glob("cycle_*/*.json"))]:
         rec = read_json(path)
         if rec and "step" in rec and "seconds" in rec:
             key = rec["step"] if rec.get("cycle") is None else f"cycle{rec['cycle']}.{rec['step']}"
@@ -128,7 +132,7 @@ def run_state(run_dir: Path, running: bool, log_lines: int = 60) -> dict[str, An
     done = finished_steps(run_dir)
     ui = read_json(run_dir / UI_RUN) or {}
     status = status_of(run_dir, running)
-    keys = step_keys(cycles) if cycles else list(done)
+    keys = step_keys(cycles, has_heldout(run_dir, done)) if cycles else list(done)
     current = next((k for k in keys if k not in done), None) if status == "running" else None
     current_cycle = int(current.split(".")[0][5:]) if current and current.startswith("cycle") else (
         0 if current else None)

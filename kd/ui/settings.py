@@ -68,7 +68,7 @@ def compose(overrides: list[str]) -> dict:
 @dataclass
 class FormDefaults:
     settings: Settings
-    teachers: dict[str, dict[str, Any]] = field(default_factory=dict)  # option -> {model, base_url}
+    teachers: dict[str, dict[str, Any]] = field(default_factory=dict)  # option -> {model, base_url, backend}
     students: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -84,7 +84,8 @@ def form_defaults() -> FormDefaults:
                  teacher_model=str(cfg["teacher"].get("model", "")),
                  teacher_base_url=str(cfg["teacher"].get("base_url", "") or ""), student=student,
                  student_model=str(cfg["student"].get("model", "")), threads=cfg.get("threads"))
-    return FormDefaults(s, {n: {"model": t.get("model", ""), "base_url": t.get("base_url", "")} for n, t in teachers.items()},
+    return FormDefaults(s, {n: {"model": t.get("model", ""), "base_url": t.get("base_url", ""),
+                                "backend": t.get("backend", "")} for n, t in teachers.items()},
                         {n: {"model": v.get("model", "")} for n, v in students.items()})
 
 
@@ -113,7 +114,7 @@ def to_overrides(s: Settings, run_dir: Path) -> list[str]:
            "progress=false"]
     if s.teacher_model.strip():
         out.append(f"teacher.model={quote(s.teacher_model.strip())}")
-    if s.teacher_base_url.strip() and s.teacher != "local":
+    if s.teacher_base_url.strip() and "base_url" in compose([f"pipeline/teacher={s.teacher}"])["teacher"]:
         out.append(f"teacher.base_url={quote(s.teacher_base_url.strip())}")
     if s.student_model.strip():
         out.append(f"student.model={quote(s.student_model.strip())}")

@@ -42,6 +42,20 @@ def fake_reply(messages: list[dict]) -> str:
         words = re.findall(r"[A-Za-z]+", answer)
         qs = [f"What is {' '.join(words[i:i + 4]) or 'this'}?" for i in (0, 4, 8)]
         return json.dumps({"questions": qs, "noncommittal": 0})
+    if "Break the answer below into short" in user:
+        answer = user.rsplit("Answer:", 1)[1].strip()
+        if "UNPARSEABLE" in answer:
+            return "the statements are obvious"
+        return json.dumps({"statements": [x.strip() for x in re.split(r"(?<=\.)\s+", answer) if x.strip()]})
+    if "Compare the answer statements" in user:
+        ans = json.loads(re.search(r"Answer statements: (\[.*?\])\n", user).group(1))
+        ref = json.loads(re.search(r"Ground-truth statements: (\[.*?\])\n", user).group(1))
+        words = lambda t: set(re.findall(r"[a-z]{4,}", t.lower()))  # noqa: E731
+        ref_words = set().union(*map(words, ref)) if ref else set()
+        ans_words = set().union(*map(words, ans)) if ans else set()
+        tp = [a for a in ans if len(words(a) & ref_words) >= 3]
+        return json.dumps({"TP": tp, "FP": [a for a in ans if a not in tp],
+                           "FN": [r for r in ref if len(words(r) & ans_words) < 3]})
     return "I don't know."
 
 
@@ -189,7 +203,7 @@ def fast_overrides(run_dir, tiny_student: str, server_url: str, kb_dir: str, **o
                  "teacher.timeout_s=10", f"student.model={tiny_student}", f"run_dir={run_dir}", f"kb.source={kb_dir}",
                  "kb.min_chars=40", "kb.max_chars=300", "cycles=2", "questions_per_cycle=2", "progress=false",
                  "generation.max_new_tokens_answer=12", "finetune.epochs=2", "finetune.batch_size=2",
-                 "finetune.max_length=96", "threads=1"]
+                 "finetune.max_length=96", "threads=1", "eval.heldout_per_topic=1", "eval.bootstrap_resamples=200"]
     return overrides + [f"{k}={v}" for k, v in over.items()]
 
 

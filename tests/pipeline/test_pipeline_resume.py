@@ -16,12 +16,11 @@ from pipeline_helpers import (REPO, fast_overrides, kb_dir, make_config, openai_
                               smollm_tokenizer_dir, tiny_student)
 from kd.pipeline.orchestrate import InjectedCrash, run_pipeline
 from kd.pipeline.report import comparable
-from kd.pipeline.rundir import ConfigMismatchError
+from kd.pipeline.rundir import ConfigMismatchError, step_keys
 from kd.pipeline.teacher import TeacherError
 
-STEPS = ["questions", "references", "baseline_answers", "baseline_scores", "trainset", "finetune",
-         "finetuned_answers", "finetuned_scores", "summary"]
-ALL = ["knowledge_base"] + [f"cycle{c}.{s}" for c in (1, 2) for s in STEPS]
+ALL = step_keys(2, heldout=True)
+BEFORE_CRASH = ALL.index("cycle1.finetune") + 1  # step files on disk after a kill right after cycle 1's fine-tune
 
 
 def _files(run_dir: Path) -> dict[str, tuple[int, int]]:
@@ -52,6 +51,19 @@ def test_full_run_report_and_resume_after_sigkill(make_config, openai_server, ti
     assert set(report["timings"]) == set(ALL)
     assert any(m["stage"].startswith("finetune") for m in report["memory"])
     assert "| 2 | 4 |" in (run_dir / "report.md").read_text()
+    # the held-out set: 1 question per topic, never a training question, scored at cycles 0, 1, 2
+    heldout_qs = {s["question"] for s in report["heldout"]["samples"]}
+    assert len(heldout_qs) == 3 and not heldout_qs & set(qs)
+    assert [r["cycle"] for r in report["learning_curve"]] == [0, 1, 2]
+    for c in report["cycles"]:
+        h = c["heldout"]
+        for metric in ("relevancy", "correctness"):
+            assert h[metric]["n"] == 3 and 0.0 <= h[metric]["mean"] <= 1.0
+            lo, hi = h[metric]["ci95"]
+            assert lo <= h[metric]["mean"] <= hi
+            assert h[f"{metric}_gain_ci95"][0] <= h[f"{metric}_gain"] <= h[f"{metric}_gain_ci95"][1]
+    assert (run_dir / "plots" / "heldout.png").is_file()
+    assert "## Held-out questions" in (run_dir / "report.md").read_text()
 
     # the same run killed (SIGKILL) right after cycle 1's fine-tune, through the CLI
     crashed = tmp_path / "crashed"
@@ -63,11 +75,11 @@ def test_full_run_report_and_resume_after_sigkill(make_config, openai_server, ti
     assert (crashed / "cycle_01" / "finetune.json").is_file()
     assert not (crashed / "cycle_01" / "finetuned_answers.json").exists()
     before = _files(crashed)
-    assert len(before) == 7  # knowledge_base + 6 steps of cycle 1
+    assert len(before) == BEFORE_CRASH == 11  # knowledge_base + 4 held-out steps + 6 steps of cycle 1
 
     resumed = run_pipeline(make_config(crashed, resume=True))
-    assert resumed["skipped"] == ALL[:7]
-    assert resumed["executed"] == ALL[7:]
+    assert resumed["skipped"] == ALL[:BEFORE_CRASH]
+    assert resumed["executed"] == ALL[BEFORE_CRASH:]
     after = _files(crashed)
     assert all(after[k] == v for k, v in before.items())  # finished step files untouched
     assert comparable(resumed["report"]) == comparable(report)
@@ -102,9 +114,10 @@ def test_changed_config_is_refused_and_corrupt_step_rebuilt(make_config, tmp_pat
 
 
 def test_failing_teacher_fails_the_step_and_stays_resumable(make_config, openai_server, tmp_path):
-    cfg = make_config(tmp_path / "run", cycles=1, **{"teacher.max_retries": 2})
-    # questions: 2 successful calls; then every reference call gets HTTP 503
-    openai_server.script = [("pass",)] * 2 + [("status", 503, "overloaded")] * 3
+    cfg = make_config(tmp_path / "run", cycles=1, **{"teacher.max_retries": 2, "eval.heldout_per_topic": 0})
+    # questions: 3 successful calls (questions_per_cycle + 1 candidate passages, one batch); then every reference
+    # call gets HTTP 503
+    openai_server.script = [("pass",)] * 3 + [("status", 503, "overloaded")] * 3
     with pytest.raises(TeacherError, match=r"failed after 3 attempts: HTTP 503"):
         run_pipeline(cfg)
     assert (tmp_path / "run" / "cycle_01" / "questions.json").is_file()
@@ -132,8 +145,10 @@ def test_cli_resume_with_only_run_dir_takes_the_runs_saved_config(make_config, t
         run_pipeline(make_config(crashed, cycles=1, **{"debug.crash_after": "cycle1.baseline_scores",
                                                        "debug.crash_mode": "raise"}))
     before = _files(crashed)
-    assert sorted(before) == ["cycle_01/baseline_answers.json", "cycle_01/baseline_scores.json",
-                              "cycle_01/questions.json", "cycle_01/references.json", "knowledge_base.json"]
+    assert sorted(before) == ["cycle_00/heldout_answers.json", "cycle_00/heldout_scores.json",
+                              "cycle_01/baseline_answers.json", "cycle_01/baseline_scores.json",
+                              "cycle_01/questions.json", "cycle_01/references.json", "heldout_questions.json",
+                              "heldout_references.json", "knowledge_base.json"]
     manifest = json.loads((crashed / "manifest.json").read_text())
     assert manifest["run_settings"]["threads"] == 1 and manifest["run_settings"]["teacher.timeout_s"] == 10
 
@@ -141,7 +156,7 @@ def test_cli_resume_with_only_run_dir_takes_the_runs_saved_config(make_config, t
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OPENAI_API_KEY": "sk-test-SECRET-0123456789"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "steps run: 5, loaded from earlier run: 5" in proc.stdout
+    assert "steps run: 7, loaded from earlier run: 9" in proc.stdout
     assert all(_files(crashed)[k] == v for k, v in before.items())  # finished step files untouched
     resumed = json.loads((crashed / "report.json").read_text())
     assert comparable(resumed) == comparable(json.loads(json.dumps(ref["report"])))

@@ -83,6 +83,19 @@ def test_form_is_prefilled_from_the_hydra_defaults(client):
     assert '<button type="submit" id="start-button" class="primary">Start pipeline</button>' in page
 
 
+def test_every_local_teacher_option_drops_the_api_url():
+    """local and local_1.5b have no base_url key: a URL left in the form must not become an override Hydra refuses."""
+    from kd.ui.settings import Settings, form_defaults, to_overrides
+
+    teachers = form_defaults().teachers
+    assert teachers["local_1.5b"] == {"model": "packaged:qwen2.5-coder-1.5b", "base_url": "", "backend": "local"}
+    for name in ("local", "local_1.5b", "openai"):
+        out = to_overrides(Settings(teacher=name, teacher_base_url="http://127.0.0.1:9/v1"), Path("/tmp/run"))
+        assert f"pipeline/teacher={name}" in out
+        assert ("teacher.base_url=http://127.0.0.1:9/v1" in out) == (teachers[name]["backend"] != "local")
+        compose([o for o in out if not o.startswith(("run_dir", "kb.source"))])  # Hydra accepts them
+
+
 def test_bad_input_is_refused_in_plain_words_and_the_server_keeps_serving(client, kb_dir, tmp_path):
     r = client.post("/api/start", json={"kb_source": str(tmp_path / "nope"), "topics": "pods"})
     assert r.status_code == 400
@@ -132,8 +145,8 @@ def test_one_run_at_a_time_stop_and_resume(client, tiny_student, openai_server, 
     wait_for(lambda: (run_dir / "knowledge_base.json").is_file(), 60, "the knowledge_base step file")
     state = client.get("/api/state").json()
     assert state["active"] == "first"
-    assert state["watch"]["status"] == "running" and state["watch"]["current_step"] == "cycle1.questions"
-    assert state["watch"]["current_cycle"] == 1 and state["watch"]["steps"][0]["key"] == "knowledge_base"
+    assert state["watch"]["status"] == "running" and state["watch"]["current_step"] == "heldout_questions"
+    assert state["watch"]["current_cycle"] == 0 and state["watch"]["steps"][0]["key"] == "knowledge_base"
     assert any("step knowledge_base: finished" in line for line in state["watch"]["log"])
 
     assert client.post("/api/stop", json={}).json() == {"run": "first"}
@@ -165,14 +178,14 @@ def test_resume_of_a_run_started_with_kd_pipeline(client, make_config, tmp_path)
                                                        "debug.crash_mode": "raise"}))
     (row,) = client.get("/api/state").json()["runs"]
     assert (row["status"], row["cycles"], row["steps_done"], row["resumable"], row["started_in_ui"]) == (
-        "unfinished", 1, 9, True, False)
+        "unfinished", 1, 14, True, False)  # knowledge base, 4 held-out steps, 9 of cycle 1's 11
 
     assert client.post("/api/runs/cli-run/resume", json={}).json() == {"run": "cli-run"}
     state = wait_for(lambda: (s := client.get("/api/state").json())["active"] is None and s, 120, "the resumed run")
     record = json.loads((run_dir / "ui_run.json").read_text())
     assert record["overrides"] == [f"run_dir={run_dir}", "resume=true"] and record["exit_code"] == 0, record
-    assert state["runs"][0]["status"] == "finished" and state["runs"][0]["steps_done"] == 10
-    assert any("steps run: 1, loaded from earlier run: 9" in line for line in state["watch"]["log"])
+    assert state["runs"][0]["status"] == "finished" and state["runs"][0]["steps_done"] == 16
+    assert any("steps run: 2, loaded from earlier run: 14" in line for line in state["watch"]["log"])
     report = json.loads((run_dir / "report.json").read_text())
     assert [c["baseline"]["n"] for c in report["cycles"]] == [2]
 

@@ -20,7 +20,8 @@ pytest.importorskip("fastapi", reason="kd-ui needs the ui extra: pip install -e 
 # what tests/pipeline's fast_overrides sets beyond the form's fields
 FAST_EXTRA = "\n".join(["kb.min_chars=40", "kb.max_chars=300", "generation.max_new_tokens_answer=12",
                         "finetune.epochs=2", "finetune.batch_size=2", "finetune.max_length=96",
-                        "teacher.backoff_s=0.01", "teacher.timeout_s=10"])
+                        "teacher.backoff_s=0.01", "teacher.timeout_s=10", "eval.heldout_per_topic=1",
+                        "eval.bootstrap_resamples=200"])
 
 
 def fast_settings(tiny_student: str, server_url: str, kb_dir: str, **over) -> dict:

@@ -30,7 +30,7 @@ async function post(url, body) {
 
 function syncBackend() {
   const t = form.elements.teacher.value;
-  $("base-url-field").hidden = t === "local";
+  $("base-url-field").hidden = (backends.teachers[t] || {}).backend === "local";  // local, local_1.5b
 }
 form.elements.teacher.addEventListener("change", () => {
   const d = backends.teachers[form.elements.teacher.value] || {};
