@@ -80,6 +80,8 @@ FIELDS: dict[str, Field] = {
     "data.max_train_queries": Int(low=1, nullable=True),
     "data.max_eval_queries": Int(low=1, nullable=True),
     "data.corpus_size": Int(low=1, nullable=True),
+    "data.synthetic_max": Int(low=0, nullable=True),
+    "data.synthetic_ratio": Float(low=0, nullable=True),
     "data.pretokenize": BOOL,
     "data.length_buckets": BOOL,
     "data.doc_group_size": Int(low=1, nullable=True),

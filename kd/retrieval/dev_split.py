@@ -31,11 +31,12 @@ def carve_dev_split(splits: RetrievalSplits, fraction: float, seed: int, min_que
 
     ``round(fraction * n)`` of the n labelled training queries (at least ``min_queries``, and at least one query
     is left to train on) are drawn with ``random.Random(seed)``; queries only known from triplets count too.
+    Synthetic queries (``splits.synthetic_ids``) are never dev queries and do not change which queries are.
     """
     if not 0 <= fraction < 1:
         raise ValueError(f"dev fraction must be in [0, 1), got {fraction}")
-    labelled = sorted({q for q, docs in splits.train_qrels.items() if any(r > 0 for r in docs.values())}
-                      | {t.query_id for t in splits.triplets})
+    labelled = sorted(({q for q, docs in splits.train_qrels.items() if any(r > 0 for r in docs.values())}
+                       | {t.query_id for t in splits.triplets}) - set(splits.synthetic_ids))
     if fraction == 0 or len(labelled) < 2:
         return splits, None
     count = min(len(labelled) - 1, max(min_queries, round(fraction * len(labelled))))

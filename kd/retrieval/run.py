@@ -64,6 +64,8 @@ def load_splits(cfg: DictConfig):
         format=data.format, path=data.path, train_split=data.train_split, eval_split=data.eval_split,
         triplets=data.triplets, max_train_queries=data.max_train_queries, max_eval_queries=data.max_eval_queries,
         corpus_size=data.corpus_size, seed=cfg.seed, cache_dir=cfg.paths.cache_dir,
+        synthetic=data.get("synthetic"), synthetic_max=data.get("synthetic_max"),
+        synthetic_ratio=data.get("synthetic_ratio"),
     )
 
 
@@ -268,6 +270,8 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
     results["calibration"] = calibration
     results["data"] = {"docs": len(splits.corpus), "train_queries": len(splits.train_queries),
                        "eval_queries": len(splits.eval_queries), "train_examples": len(datamodule.train_set)}
+    if splits.synthetic_info:
+        results["data"]["synthetic"] = splits.synthetic_info
 
     if not trainer.is_global_zero:  # under DDP only rank 0 writes the outputs
         return results

@@ -23,6 +23,8 @@ class RetrievalSplits:
     eval_queries: dict[str, str]
     eval_qrels: dict[str, dict[str, int]]
     triplets: list[Triplet] = field(default_factory=list)
+    synthetic_ids: frozenset = frozenset()  # training queries written by kd-generate-queries (never in the dev split)
+    synthetic_info: dict = field(default_factory=dict)  # what mixing them kept and dropped
 
     def fingerprint(self) -> str:
         """A short hash that changes when any text or label changes (cache keys for teachers and scores)."""
@@ -55,6 +57,9 @@ def load_retrieval_data(
     corpus_size: int | None = None,
     seed: int = 0,
     cache_dir: str | Path | None = None,
+    synthetic: str | None = None,
+    synthetic_max: int | None = None,
+    synthetic_ratio: float | None = None,
 ) -> RetrievalSplits:
     """Read a data set and optionally shrink it to a quick-run size.
 
@@ -65,6 +70,10 @@ def load_retrieval_data(
         max_train_queries / max_eval_queries: keep a seeded random subset of the queries.
         corpus_size: keep every document some kept query (or triplet) needs, then fill up with seeded random
             distractors to this many documents (None keeps the whole corpus).
+        synthetic: optional ``queries.jsonl`` of ``kd-generate-queries``, mixed into the training queries
+            (``kd.retrieval.data.synthetic.mix_synthetic``: never a test positive or a test query's text; at most
+            ``synthetic_max``, at most ``synthetic_ratio`` x the labelled training queries). Its documents are
+            checked against the whole corpus; with ``corpus_size`` those outside the subset are left out.
     """
     from kd.retrieval.data.beir import load_beir
     from kd.retrieval.data.triplets import load_triplets
@@ -87,6 +96,12 @@ def load_retrieval_data(
     if triplets:
         triplet_list, corpus, train_queries = load_triplets(triplets, corpus, train_queries)
 
+    synthetic_queries = None
+    if synthetic:
+        from kd.retrieval.data.synthetic import load_synthetic
+
+        synthetic_queries = load_synthetic(synthetic, corpus)
+
     rng = random.Random(seed)
     keep_train = _sample_queries(train_qrels, max_train_queries, rng)
     keep_eval = _sample_queries(evaluation.qrels, max_eval_queries, rng)
@@ -104,7 +119,7 @@ def load_retrieval_data(
         keep_docs = needed | set(extra)
         corpus = {d: text for d, text in corpus.items() if d in keep_docs}
 
-    return RetrievalSplits(
+    splits = RetrievalSplits(
         corpus=corpus,
         train_queries={q: train_queries[q] for q in train_qrels} | {t.query_id: train_queries[t.query_id] for t in triplet_list},
         train_qrels=train_qrels,
@@ -112,3 +127,9 @@ def load_retrieval_data(
         eval_qrels=eval_qrels,
         triplets=triplet_list,
     )
+    if synthetic_queries is not None:
+        from kd.retrieval.data.synthetic import mix_synthetic
+
+        splits = mix_synthetic(splits, synthetic_queries, evaluation.qrels, evaluation.queries, synthetic_max,
+                               synthetic_ratio, seed=seed, source=str(synthetic))
+    return splits
