@@ -10,6 +10,12 @@ A judge reply that cannot be parsed (no JSON list of statements, or no TP/FP/FN 
 ``status="unparseable"``: counted and listed, and counted as 0 in ``mean_unparseable_as_zero``, never dropped and
 never NaN. An empty answer scores 0 without a judge call.
 
+Same formula as ragas 0.4.3 ``AnswerCorrectness(weights=[0.75, 0.25], beta=1.0)`` on the same judge outputs and
+embeddings (tests/pipeline/test_pipeline_ragas_agreement.py; ``python -m kd.pipeline.ragas_check RUN --metric
+correctness`` compares on a run with the real judge). Edge cases that differ: ragas sets F1 = 1 when the judge finds
+no statement in either text (kd classifies: 0); for an empty answer or reference ragas embeds " " (kd: score 0 /
+similarity 0); ragas gives NaN or raises where kd records ``unparseable``.
+
 Table of inputs (per question):
 
 =============  ===========================================  ======================================
