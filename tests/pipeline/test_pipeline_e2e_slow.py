@@ -1,5 +1,6 @@
 """End to end on the real packaged models (Qwen2.5-Coder-0.5B teacher and judge, SmolLM2-135M student, MiniLM
-embeddings, embedded Kubernetes v1.28 reference), 1 cycle x 2 questions: about 2 minutes on 2 CPU cores."""
+embeddings, embedded Kubernetes v1.28 reference), 1 cycle x 2 questions and a held-out set of 2 questions per
+topic scored at cycles 0 and 1: a few minutes on 2 CPU cores."""
 
 from __future__ import annotations
 
@@ -27,9 +28,21 @@ def test_real_models_one_cycle(tmp_path):
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="pipeline", overrides=[
             f"run_dir={tmp_path / 'run'}", "cycles=1", "questions_per_cycle=2", "topics=[pods,storage]",
-            "kb.source=kubernetes-validate", "progress=false", "threads=1"])
+            "kb.source=kubernetes-validate", "progress=false", "threads=1", "eval.heldout_per_topic=2"])
     result = run_pipeline(OmegaConf.to_container(cfg, resolve=True))
-    assert len(result["executed"]) == 10
+    from kd.pipeline.rundir import step_keys
+
+    assert result["executed"] == step_keys(1, heldout=True)
+    curve = result["report"]["learning_curve"]
+    assert [r["cycle"] for r in curve] == [0, 1]
+    for r in curve:
+        for metric in ("relevancy", "correctness"):
+            block = r[metric]
+            assert block["n"] == 4 and 0.0 <= block["mean"] <= 1.0 and math.isfinite(block["mean"])
+            assert block["ci95"][0] <= block["mean"] <= block["ci95"][1]
+    assert curve[1]["correctness_gain_ci95"][0] <= curve[1]["correctness_gain"] <= curve[1]["correctness_gain_ci95"][1]
+    held = {s["question"] for s in result["report"]["heldout"]["samples"]}
+    assert held and not held & {s["question"] for s in result["report"]["cycles"][0]["samples"]}
     (cycle,) = result["report"]["cycles"]
     assert cycle["train_examples"] == 2 and cycle["finetune_mode"]["quantization"] == "none"
     assert all(math.isfinite(x) for x in cycle["train_losses"]) and len(cycle["train_losses"]) == 5
