@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ui_helpers import (LiveServer, fast_settings, kb_dir, openai_server, smollm_tokenizer_dir,  # noqa: F401
+from ui_helpers import (FAST_EXTRA, LiveServer, fast_settings, kb_dir, openai_server, smollm_tokenizer_dir,  # noqa: F401
                         tiny_student)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -61,7 +61,9 @@ def test_start_pipeline_in_the_browser(tiny_student, openai_server, kb_dir, tmp_
 
             # 2. a tiny real run; the teacher's first reply is held 2 s so that the live progress shows cycle 1
             openai_server.script = [("sleep", 2)]
-            _fill(page, fast_settings(tiny_student, openai_server.url, kb_dir, run_name="tiny"))
+            # (no held-out set here: its steps come before cycle 1 and would take the held reply)
+            _fill(page, fast_settings(tiny_student, openai_server.url, kb_dir, run_name="tiny", extra_overrides=(
+                FAST_EXTRA.replace("eval.heldout_per_topic=1", "eval.heldout_per_topic=0"))))
             page.click("#start-button")
             page.wait_for_function("document.getElementById('p-now').textContent.startsWith("
                                    "'Cycle 1 of 1: step cycle1.questions running')", timeout=60_000)
