@@ -31,6 +31,7 @@ ref_statements statements of the reference (list[str])      judge, once per ques
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -71,42 +72,101 @@ def classify_messages(question: str, answer_statements: Sequence[str], reference
         reference_statements=json.dumps(list(reference_statements)))}]
 
 
-def _json_object(text: str) -> dict | None:
-    start, end = text.find("{"), text.rfind("}")
-    if start == -1 or end <= start:
-        return None
-    try:
-        obj = json.loads(text[start:end + 1])
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None
+# Statements of the prompts' few-shot examples: a small judge sometimes copies them into its reply; never counted.
+EXAMPLE_STATEMENTS = frozenset({
+    "The sun is a star.", "The sun produces light through nuclear fusion.",
+    "The sun is powered by nuclear fission.", "The sun's fusion makes light and heat.",
+    "The sun is powered by nuclear fusion.", "Fusion in the sun releases energy as light and heat.",
+})
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_SPACE = re.compile(r"\s*")
+_SEPARATOR = re.compile(r"\s*([,\]])")
 
 
-def parse_statements(text: str) -> list[str] | None:
-    """The statements of a judge reply (``{"statements": [...]}``, or a bare JSON list); None if unparseable."""
-    obj = _json_object(text)
-    items = obj.get("statements") if obj is not None else None
-    if items is None:
-        start, end = text.find("["), text.rfind("]")
-        if start != -1 and end > start:
-            try:
-                items = json.loads(text[start:end + 1])
-            except ValueError:
-                items = None
-    if not isinstance(items, list):
+def _first_json_object(text: str) -> dict | None:
+    """The first complete JSON object in ``text`` (a judge may write two, or trailing prose); None if there is none."""
+    decoder = json.JSONDecoder()
+    pos = text.find("{")
+    while pos != -1:
+        try:
+            obj, _ = decoder.raw_decode(text, pos)
+        except ValueError:
+            pos = text.find("{", pos + 1)
+            continue
+        if isinstance(obj, dict):
+            return obj
+        pos = text.find("{", pos + 1)
+    return None
+
+
+def _complete_strings_of_truncated_list(text: str, key: str) -> list[str] | None:
+    """The complete string items of ``"key": [ ...`` in a reply cut off by the token budget; None without the key.
+
+    Only items closed by ``,`` or ``]`` count, so a statement cut mid-sentence is dropped, not half-counted.
+    """
+    m = re.search(r'"%s"\s*:\s*\[' % re.escape(key), text)
+    if m is None:
         return None
-    out = []
+    items, pos = [], m.end()
+    while True:
+        s = _SPACE.match(text, pos).end()
+        item = _JSON_STRING.match(text, s)
+        if item is None:
+            break
+        after = _SEPARATOR.match(text, item.end())
+        if after is None:
+            break
+        items.append(json.loads(item.group(0)))
+        if after.group(1) == "]":
+            break
+        pos = after.end()
+    return items
+
+
+def _clean(items: list) -> list[str]:
+    """Strings of a statement list: whitespace normalised, empty items, exact repeats and few-shot copies dropped."""
+    out: list[str] = []
     for s in items:
         if isinstance(s, dict):  # {"statement": ...} items, as some judges write them
             s = s.get("statement") or s.get("text")
-        if isinstance(s, str) and s.strip():
-            out.append(" ".join(s.split()))
+        if isinstance(s, str):
+            s = " ".join(s.split())
+            if s and s not in EXAMPLE_STATEMENTS and s not in out:
+                out.append(s)
     return out
 
 
+def parse_statements(text: str) -> list[str] | None:
+    """The statements of a judge reply; None if unparseable.
+
+    Accepted, in order: the first complete ``{"statements": [...]}`` object; a bare JSON list; a reply cut off inside
+    its ``"statements"`` list (its complete items). Items copied from the prompt's example and exact repeats (a small
+    judge loops) are dropped.
+    """
+    obj = _first_json_object(text)
+    items = obj.get("statements") if obj is not None else None
+    if items is None:
+        start = text.find("[")
+        if start != -1:
+            try:
+                items, _ = json.JSONDecoder().raw_decode(text, start)
+            except ValueError:
+                items = None
+    if items is None:
+        items = _complete_strings_of_truncated_list(text, "statements")
+    if not isinstance(items, list):
+        return None
+    return _clean(items)
+
+
 def parse_classification(text: str) -> tuple[int, int, int] | None:
-    """(TP, FP, FN) counts of a judge reply; None if unparseable."""
-    obj = _json_object(text)
+    """(TP, FP, FN) counts of a judge reply (its first complete JSON object); None if unparseable.
+
+    Items copied from the prompt's example are not counted; a reply cut off before its object closes is unparseable
+    (its lists' lengths are unknown).
+    """
+    obj = _first_json_object(text)
     if obj is None:
         return None
     keys = {k.strip().upper(): v for k, v in obj.items() if isinstance(k, str)}
@@ -116,7 +176,7 @@ def parse_classification(text: str) -> tuple[int, int, int] | None:
     for k in ("TP", "FP", "FN"):
         v = keys[k]
         if isinstance(v, list):
-            counts.append(len(v))
+            counts.append(len(_clean(v)))
         elif isinstance(v, int) and not isinstance(v, bool) and v >= 0:
             counts.append(v)
         else:
@@ -161,7 +221,10 @@ def reference_statements_batch(questions: Sequence[str], references: Sequence[st
 def correctness_batch(questions: Sequence[str], answers: Sequence[str], references: Sequence[str],
                       ref_statements: Sequence[list[str] | None], judge, embedder, max_new_tokens: int,
                       weights: Sequence[float] = DEFAULT_WEIGHTS) -> list[CorrectnessScore]:
-    """Answer correctness of each answer (all sequences of length n, same order); two batched judge passes."""
+    """Answer correctness of each answer (all sequences of length n, same order); two batched judge passes.
+
+    ``max_new_tokens`` bounds a statement reply; a TP/FP/FN reply gets twice that (it repeats both statement lists).
+    """
     n = len(questions)
     if not (len(answers) == len(references) == len(ref_statements) == n):
         raise ValueError("correctness_batch: questions, answers, references and ref_statements differ in length")
@@ -181,8 +244,9 @@ def correctness_batch(questions: Sequence[str], answers: Sequence[str], referenc
         if stmts[i][0] is None:
             out[i] = CorrectnessScore(None, "unparseable", None, None, problem="answer statements unparseable",
                                       judge_raw=[stmts[i][1]])
+    # the classification copies both statement lists into its reply: twice the budget of one list
     replies = chat_many(judge, [classify_messages(questions[i], stmts[i][0], ref_statements[i]) for i in classify],
-                        max_new_tokens)
+                        2 * max_new_tokens)
     sims = {}
     if classify:
         for i in classify:

@@ -58,6 +58,35 @@ def test_parsers():
     assert C.parse_classification("TP: a") is None
 
 
+# Replies of the 0.5B judge in the design run (benchmarks/PIPELINE.md), shortened: each was unparseable or miscounted
+# before the parser took the first complete object, the complete items of a cut-off list and dropped few-shot copies.
+def test_two_objects_in_one_reply_take_the_first():
+    reply = ('{"TP": ["A NetworkPolicy governs traffic."], "FP": [], "FN": ["It selects pods."]}\n\n'
+             '{"TP": ["A NetworkPolicy governs traffic."], "FP": ["x"], "FN": []}')
+    assert C.parse_classification(reply) == (1, 0, 1)
+    assert C.parse_statements('{"statements": ["a is b"]} and also {"statements": ["c is d"]}') == ["a is b"]
+
+
+def test_a_statement_list_cut_off_by_the_token_budget_keeps_its_complete_items():
+    cut = '{"statements": ["The default period is 10 seconds.", "The probe restarts the \\"app\\" container.", "The pro'
+    assert C.parse_statements(cut) == ["The default period is 10 seconds.", 'The probe restarts the "app" container.']
+    assert C.parse_statements('{"statements": ["The pro') == []  # no complete item: parsed, nothing to count
+    assert C.parse_statements('{"answer": "The pro') is None
+
+
+def test_repeats_and_copies_of_the_prompt_example_are_not_counted():
+    looped = json.dumps({"statements": ["The syntax is:"] * 4 + ["The sun is a star."]})
+    assert C.parse_statements(looped) == ["The syntax is:"]
+    copied = json.dumps({"TP": ["The sun is a star.", "The sun produces light through nuclear fusion.", "A PVC binds."],
+                         "FP": ["The sun is powered by nuclear fission.", "Fusion in the sun releases energy as light "
+                                "and heat."], "FN": ["The sun is powered by nuclear fusion."]})
+    assert C.parse_classification(copied) == (1, 0, 0)
+
+
+def test_a_classification_cut_off_before_its_object_closes_is_unparseable():
+    assert C.parse_classification('{"TP": ["a is b"], "FP": ["c is d"], "FN": ["e is') is None
+
+
 def test_batch_scores_right_wrong_empty_and_unparseable():
     questions = ["What is a Pod?"] * 4
     references = ["A Pod is a group of containers."] * 4
