@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from kd.pipeline import memory
 from kd.pipeline.models import resolve_llm
@@ -90,13 +90,13 @@ class LocalChatLM:
         return self.tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
     def chat_batch(self, conversations: Sequence[list[dict]], max_new_tokens: int = 128,
-                   batch_size: int | None = None) -> list[str]:
+                   batch_size: int | None = None, on_batch: Callable[[int], None] | None = None) -> list[str]:
         """Replies to several conversations, greedy, ``batch_size`` at a time (left-padded), in input order.
 
         On a CPU one sequence at a time is memory-bound: a batch of 8 costs little more per step than one, so
         the teacher's questions/references and the judge's calls run several times faster this way. Prompts are
         sorted by length before batching (less padding); the batches depend only on the inputs, so a resumed run
-        sees the same batches and the same replies."""
+        sees the same batches and the same replies. ``on_batch(n)`` is called after each batch of n replies."""
         import torch
 
         conversations = list(conversations)
@@ -120,6 +120,8 @@ class LocalChatLM:
                 for row, i in enumerate(idx):
                     replies[i] = self.tokenizer.decode(out[row, enc["input_ids"].shape[1]:],
                                                        skip_special_tokens=True).strip()
+                if on_batch is not None:
+                    on_batch(len(idx))
         finally:
             self.tokenizer.padding_side = side
         return replies

@@ -152,6 +152,10 @@ def _run(cfg: dict, on_step: Callable[[str], None] | None) -> dict:
     mem_log: list = [memory.snapshot("start")]
     run = RunDir(cfg["run_dir"], cfg, resume=bool(cfg.get("resume", False)), mem_log=mem_log)
     progress = bool(cfg.get("progress", True))
+
+    def bar(label: str) -> str | None:
+        """The progress bar's label, or None (no bar) when ``progress=false``."""
+        return label if progress else None
     models = _Models(cfg, mem_log)
     gen = cfg["generation"]
     seed = int(cfg["seed"])
@@ -204,7 +208,7 @@ def _run(cfg: dict, on_step: Callable[[str], None] | None) -> dict:
         def fn() -> dict:
             student = models.student(adapter)
             replies = chat_many(student, [prompts.student_messages(q["question"]) for q in heldout["questions"]],
-                                int(gen["max_new_tokens_answer"]), desc=progress and f"held-out: student {label}")
+                                int(gen["max_new_tokens_answer"]), desc=bar(f"held-out: student {label}"))
             return {"answers": [{"id": q["id"], "answer": a} for q, a in zip(heldout["questions"], replies)],
                     "adapter": adapter and os.path.relpath(adapter, run.path)}
         return fn
@@ -222,7 +226,7 @@ def _run(cfg: dict, on_step: Callable[[str], None] | None) -> dict:
                 teacher = models.teacher()
                 qs = hq["questions"]
                 replies = chat_many(teacher, [prompts.reference_messages(q["question"], q["passage"]) for q in qs],
-                                    int(gen["max_new_tokens_reference"]), desc=progress and "held-out: teacher references")
+                                    int(gen["max_new_tokens_reference"]), desc=bar("held-out: teacher references"))
                 refs = [prompts.parse_reference(r) for r in replies]
                 stm = correctness.reference_statements_batch([q["question"] for q in qs], refs, teacher, corr_tokens)
                 rows = [{"id": q["id"], "reference": r, "statements": s["statements"], "statements_raw": s["raw"]}
@@ -254,7 +258,7 @@ def _run(cfg: dict, on_step: Callable[[str], None] | None) -> dict:
                     pos += len(batch)
                     replies = chat_many(teacher, [prompts.question_messages(p.text, p.topic) for p in batch],
                                         int(gen["max_new_tokens_question"]),
-                                        desc=progress and f"cycle {cycle}: teacher questions")
+                                        desc=bar(f"cycle {cycle}: teacher questions"))
                     for passage, raw in zip(batch, replies):
                         if len(out) >= n_q:
                             break
@@ -285,7 +289,7 @@ def _run(cfg: dict, on_step: Callable[[str], None] | None) -> dict:
                 teacher = models.teacher()
                 replies = chat_many(teacher, [prompts.reference_messages(q["question"], q["passage"]) for q in questions],
                                     int(gen["max_new_tokens_reference"]),
-                                    desc=progress and f"cycle {cycle}: teacher references")
+                                    desc=bar(f"cycle {cycle}: teacher references"))
                 refs = [{"id": q["id"], "reference": prompts.parse_reference(raw)} for q, raw in zip(questions, replies)]
                 return {"references": refs, "n_empty": sum(not r["reference"] for r in refs)}
 
@@ -297,7 +301,7 @@ def _run(cfg: dict, on_step: Callable[[str], None] | None) -> dict:
                     student = models.student(adapter)
                     replies = chat_many(student, [prompts.student_messages(q["question"]) for q in questions],
                                         int(gen["max_new_tokens_answer"]),
-                                        desc=progress and f"cycle {cycle}: student {label} answers")
+                                        desc=bar(f"cycle {cycle}: student {label} answers"))
                     outs = [{"id": q["id"], "answer": a} for q, a in zip(questions, replies)]
                     return {"answers": outs, "adapter": adapter and os.path.relpath(adapter, run.path)}
                 return fn

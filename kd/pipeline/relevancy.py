@@ -122,11 +122,16 @@ def score_from_parse(question: str, parsed: JudgeParse, embedder: Embedder) -> f
     return float((emb[1:] @ emb[0]).mean().item())
 
 
+def empty_answer_score() -> RelevancyScore:
+    """An empty answer scores 0 without a judge call (ragas would ask the judge about nothing)."""
+    return RelevancyScore(0.0, "empty_answer", [], 1, "none", "")
+
+
 def answer_relevancy(question: str, answer: str, judge, embedder: Embedder, k: int = 3,
                      max_new_tokens: int = 128) -> RelevancyScore:
     """RAGAS answer relevancy of ``answer`` to ``question`` (``judge.chat`` writes the questions)."""
     if not answer.strip():
-        return RelevancyScore(0.0, "empty_answer", [], 1, "none", "")
+        return empty_answer_score()
     return score_reply(question, judge.chat(judge_messages(answer, k), max_new_tokens), embedder, k)
 
 
@@ -137,8 +142,7 @@ def answer_relevancy_batch(questions: Sequence[str], answers: Sequence[str], jud
 
     todo = [i for i, a in enumerate(answers) if a.strip()]
     replies = dict(zip(todo, chat_many(judge, [judge_messages(answers[i], k) for i in todo], max_new_tokens)))
-    return [score_reply(q, replies[i], embedder, k) if i in replies else RelevancyScore(0.0, "empty_answer", [], 1,
-                                                                                          "none", "")
+    return [score_reply(q, replies[i], embedder, k) if i in replies else empty_answer_score()
             for i, q in enumerate(questions)]
 
 

@@ -89,13 +89,11 @@ def choose_documents(corpus: Mapping[str, str], excluded: set[str], sample: int 
 
 
 def ask_teacher(llm, conversations: list[list[dict]], max_new_tokens: int) -> list[str]:
-    """The teacher's replies, batched through ``chat_batch`` when the object has it, else one ``chat`` each."""
-    if hasattr(llm, "chat_batch"):
-        replies = list(llm.chat_batch(conversations, max_new_tokens))
-        if len(replies) != len(conversations):
-            raise RuntimeError(f"chat_batch returned {len(replies)} replies for {len(conversations)} conversations")
-        return replies
-    return [llm.chat(messages, max_new_tokens) for messages in conversations]
+    """The teacher's replies in input order, batched through ``chat_batch`` when the object has it, else one
+    ``chat`` each (``kd.pipeline.chat.chat_many``)."""
+    from kd.pipeline.chat import chat_many
+
+    return chat_many(llm, conversations, max_new_tokens)
 
 
 def llm_identity(tcfg: Mapping[str, Any]) -> dict:

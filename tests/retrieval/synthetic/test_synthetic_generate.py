@@ -26,8 +26,7 @@ class FakeLLM:
         self.documents: list[str] = []
         self.fail_after_calls = fail_after_calls
         if not batched:
-            self.chat_batch = None  # hide the method: the fallback calls chat once per document
-            del self.chat_batch
+            self.chat_batch = None  # not callable: the fallback calls chat once per document
 
     def _reply(self, messages):
         document = re.search(r'"""\n(.*?)\n"""', messages[-1]["content"], re.S).group(1)
@@ -39,7 +38,7 @@ class FakeLLM:
     def chat(self, messages, max_new_tokens=128):
         return self._reply(messages)
 
-    def chat_batch(self, conversations, max_new_tokens=128):
+    def chat_batch(self, conversations, max_new_tokens=128, on_batch=None):
         if self.fail_after_calls is not None:
             if self.fail_after_calls == 0:
                 raise KeyboardInterrupt("killed")
