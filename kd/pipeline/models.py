@@ -14,6 +14,7 @@ exist once) and that one is saved.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import logging
@@ -187,8 +188,22 @@ def packaged_llm_dir(name: str) -> Path:
     """Converted HF folder of packaged LLM ``name``; built on first use (sha256 checked), then reused."""
     spec = _spec(name)
     out = cache_dir() / "llm" / f"{name}-{spec.sha256[:12]}"
-    if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
+    if _converted(out):
         return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # one converter per model at a time (parallel test workers, two pipelines): the others wait, then reuse it
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _converted(out):
+            _convert_packaged(name, spec, out)
+    return out
+
+
+def _converted(out: Path) -> bool:
+    return (out / "config.json").is_file() and any(out.glob("*.safetensors"))
+
+
+def _convert_packaged(name: str, spec: PackagedLLM, out: Path) -> None:
     files = part_files(name)
     with tempfile.TemporaryDirectory(dir=cache_dir()) if cache_dir().exists() else tempfile.TemporaryDirectory() as tmp:
         gguf = Path(tmp) / spec.gguf_name
@@ -198,7 +213,6 @@ def packaged_llm_dir(name: str) -> Path:
         else:
             join_and_verify(name, gguf)
         convert_gguf(gguf, out, spec.dtype)
-    return out
 
 
 def _verify_single(path: Path, spec: PackagedLLM, name: str) -> None:

@@ -77,6 +77,7 @@ SMOKE_TESTS = {
     "scripts/benchmark_precision.py": ["test_benchmark_precision_smoke"],
     "scripts/benchmark_teachers.py": ["test_benchmark_teachers_smoke"],
     "scripts/benchmark_pipeline_teachers.py": ["test_benchmark_pipeline_teachers_smoke"],
+    "scripts/benchmark_lora_recipes.py": ["test_benchmark_lora_recipes_smoke"],
 }
 
 
@@ -236,3 +237,21 @@ def test_benchmark_pipeline_teachers_smoke(tmp_path):
     load_s, q_s, r_s, parsed = timing["packaged:smollm2"][:4]
     assert number(load_s) > 0 and number(q_s) > 0 and number(r_s) > 0 and parsed.endswith("/2")
     assert out.count("| pods: ") + out.count("| services: ") == 2
+
+
+def test_benchmark_lora_recipes_smoke(tmp_path):
+    try:
+        from kd.pipeline.models import cache_dir, packaged_llm_dir
+
+        packaged_llm_dir("smollm2")
+    except Exception as exc:  # noqa: BLE001 - a missing package is a skip, with the install command
+        pytest.skip(str(exc))
+    out = run_script("scripts/benchmark_lora_recipes.py", "--smoke", "--threads", "2", cwd=tmp_path,
+                     cache_dir=str(cache_dir()))
+    rows = table(out, "recipe")
+    assert len(rows) == 2
+    one, two = rows.values()
+    # 2 pairs, batch 2: one step per epoch; the NLL of the training answers falls more with the second epoch
+    assert one[1] == "1" and two[1] == "2"
+    change = [float(r[4].split("(")[1].rstrip(")")) for r in (one, two)]
+    assert change[1] < change[0] < 0
