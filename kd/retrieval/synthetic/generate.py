@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from kd.errors import ConfigError, DataFormatError
 from kd.io import atomic_open, atomic_write_json
-from kd.retrieval.synthetic.prompts import STYLES, normalise, parse_queries, query_messages
+from kd.retrieval.synthetic.prompts import STYLES, normalise, parse_queries, query_messages, verbatim_share
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ SHARD_DIR = "shards"
 QUERIES_FILE = "queries.jsonl"
 FILTERED_FILE = "filtered.jsonl"
 MANIFEST_FILE = "manifest.json"
+COPIED_SHARE = 0.8  # verbatim share from which a query counts as copied from its document
 NO_QUERY = "the teacher's reply holds no query"
 
 
@@ -242,14 +243,20 @@ def source_ranks(teacher, corpus_ids: list[str], queries: list[str], sources: li
 
 
 def filter_queries(generated: list[Generated], rank_fn: Callable[[list[str], list[str]], list[int]] | None,
-                   top_k: int, test_queries: Mapping[str, str]) -> tuple[list[dict], list[dict]]:
-    """(kept, dropped) query records; ``rank_fn(queries, source_ids) -> ranks`` or None (no round-trip filter)."""
+                   top_k: int, test_queries: Mapping[str, str],
+                   corpus: Mapping[str, str] | None = None) -> tuple[list[dict], list[dict]]:
+    """(kept, dropped) query records; ``rank_fn(queries, source_ids) -> ranks`` or None (no round-trip filter).
+
+    With ``corpus`` each record carries ``verbatim``: the share of its words copied in one run from its document.
+    """
     rows = [(g.doc_id, j, q) for g in generated for j, q in enumerate(g.queries)]
     ranks = rank_fn([q for _, _, q in rows], [d for d, _, _ in rows]) if (rank_fn and rows) else [None] * len(rows)
     test_texts = {normalise(t) for t in test_queries.values()}
     kept, dropped = [], []
     for (doc_id, j, text), rank in zip(rows, ranks):
         record = {"_id": f"syn-{doc_id}-{j}", "text": text, "doc_id": doc_id, "rank": rank}
+        if corpus is not None:
+            record["verbatim"] = round(verbatim_share(text, corpus[doc_id]), 3)
         if normalise(text) in test_texts:
             dropped.append({**record, "reason": "same text as a test query"})
         elif rank is not None and rank > top_k:
@@ -352,7 +359,7 @@ def run_generation(cfg, llm=None, filter_teacher=None) -> dict:
         def rank_fn(queries, sources):
             return source_ranks(built.teacher, corpus_ids, queries, sources)
     filter_start = time.perf_counter()
-    kept, dropped = filter_queries(generated, rank_fn, top_k, splits.eval_queries)
+    kept, dropped = filter_queries(generated, rank_fn, top_k, splits.eval_queries, splits.corpus)
     filter_seconds = time.perf_counter() - filter_start
     if not kept:
         raise DataFormatError(out_dir / QUERIES_FILE, None, f"the filter kept none of the {total} generated queries "
@@ -373,7 +380,10 @@ def run_generation(cfg, llm=None, filter_teacher=None) -> dict:
                    "documents": len(generated),
                    "documents_without_query": len(no_query), "generated": total, "kept": len(kept),
                    "dropped": len(dropped),
-                   "dropped_same_as_test_query": sum(d["reason"].startswith("same text") for d in dropped)},
+                   "dropped_same_as_test_query": sum(d["reason"].startswith("same text") for d in dropped),
+                   # a kept query whose longest run of words copied from its document is >= 80 % of its words
+                   "kept_copied_from_document": sum(r["verbatim"] >= COPIED_SHARE for r in kept)},
+        "kept_verbatim_share_mean": round(sum(r["verbatim"] for r in kept) / len(kept), 3),
         "timing": {**timing, "seconds_per_query": round(timing["generation_seconds"] / total, 3),
                    "seconds_per_document": round(timing["generation_seconds"] / max(1, len(generated)), 3),
                    "filter_seconds": round(filter_seconds, 2),

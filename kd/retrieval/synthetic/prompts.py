@@ -1,7 +1,8 @@
 """Prompts that ask the LLM teacher for search queries about one document, and the parser of its reply.
 
-Two styles: ``query`` (short search queries, any corpus) and ``claim`` (one-sentence scientific claims the
-document supports or refutes, the form of SciFact's queries). The prompt sees the document only: no example
+Three styles: ``query`` (short search queries, any corpus), ``claim`` (one-sentence scientific claims the
+document supports, the form of SciFact's queries) and ``paraphrase`` (claims restated in the teacher's own words:
+``verbatim_share`` measures how much of a query is copied from its document). The prompt sees the document only: no example
 queries, so no test query can leak into a synthetic one through the prompt.
 """
 
@@ -17,6 +18,11 @@ INSTRUCTIONS = {
     "claim": ("Write {k} different short scientific claims (one sentence of at most 20 words each) that this "
               "abstract supports, stated as someone searching the literature would state them. Each claim must make sense without "
               "the abstract. One claim per line, numbered 1., 2., ...; nothing else."),
+    # SciFact's claims restate a finding in other words; a small teacher asked for "claims" copies a sentence
+    "paraphrase": ("Write {k} different short scientific claims (at most 15 words each) that this abstract supports. "
+                   "Restate each finding in your own words, as a reader would summarise it: do not copy sentences or "
+                   "long phrases from the abstract. Each claim must make sense without the abstract. One claim per "
+                   "line, numbered 1., 2., ...; nothing else."),
 }
 STYLES = tuple(INSTRUCTIONS)
 
@@ -54,6 +60,23 @@ def query_messages(document: str, k: int, style: str = "claim", max_chars: int =
 def normalise(text: str) -> str:
     """Lower case, letters and digits only, single spaces: the key for duplicates and the test-query check."""
     return " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower()).split())
+
+
+def verbatim_share(query: str, document: str) -> float:
+    """Share of the query's words (``normalise``d) in the longest run of consecutive words that the document also
+    contains, in [0, 1]: 1.0 for a sentence copied from the document, near 0 for a paraphrase."""
+    q, d = normalise(query).split(), normalise(document).split()
+    if not q or not d:
+        return 0.0
+    best, prev = 0, [0] * (len(d) + 1)
+    for qw in q:
+        cur = [0] * (len(d) + 1)
+        for j, dw in enumerate(d, 1):
+            if qw == dw:
+                cur[j] = prev[j - 1] + 1
+                best = max(best, cur[j])
+        prev = cur
+    return best / len(q)
 
 
 def parse_queries(reply: str, k: int) -> list[str]:

@@ -44,3 +44,19 @@ def test_a_line_that_runs_on_is_cut_to_its_first_sentence():
              "2. Vitamin C (e.g. 500 mg) reduces cold duration.")
     assert parse_queries(reply, 3) == ["Mutated KRAS results in overexpression of DUSP4 in rectal carcinomas.",
                                        "Vitamin C (e.g. 500 mg) reduces cold duration."]
+
+
+def test_verbatim_share_tells_a_copied_sentence_from_a_paraphrase():
+    from kd.retrieval.synthetic.prompts import verbatim_share
+
+    doc = "Centrosomes are microtubule-organizing centres of animal cells. They influence cell shape."
+    assert verbatim_share("Centrosomes are microtubule-organizing centres of animal cells.", doc) == 1.0
+    assert verbatim_share("Animal cells organise microtubules from centrosomes", doc) == pytest.approx(2 / 6)
+    assert verbatim_share("", doc) == 0.0
+
+
+def test_the_paraphrase_style_asks_for_own_words():
+    from kd.retrieval.synthetic.prompts import query_messages
+
+    user = query_messages("Some abstract text.", 2, "paraphrase")[-1]["content"]
+    assert "own words" in user and "Write 2 different" in user
