@@ -16,7 +16,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Under pytest-xdist (setup.cfg runs 2 workers) each worker gets its share of the cores: oversubscribed torch threads
+# slow every test down. A test's own subprocess (the main job) still takes torch's default.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,3 +88,22 @@ def tiny_splits(tiny_beir_dir):
     from kd.retrieval.data.sources import load_retrieval_data
 
     return load_retrieval_data("beir", str(tiny_beir_dir))
+
+
+# the two longest tests (~10 min each on 2 cores), started first and on different xdist workers
+LONGEST = ("tests/retrieval/test_run_main_job_slow.py", "tests/pipeline/test_pipeline_e2e_slow.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest tests first, then the other slow ones, then the rest (collection order within each).
+
+    xdist's first batch goes round robin, so with 2 workers each starts on one of the two longest tests, instead of
+    one of them starting when everything else is done.
+    """
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        if path in LONGEST:
+            return LONGEST.index(path)
+        return len(LONGEST) + (item.get_closest_marker("slow") is None)
+
+    items.sort(key=rank)
