@@ -37,7 +37,8 @@ def padding_tokens(tokens: dict[str, torch.Tensor]) -> int:
 class LengthGroups:
     """Texts sorted by token length (longest first) and padded group by group.
 
-    ``order`` [N]: input index of each sorted position; ``groups``: token dicts, each [<= group_size, L_g].
+    ``order`` [N]: input index of each sorted position; ``groups``: token dicts, each [n_g, L_g] with n_g >= 1 a
+    multiple of ``group_size`` except for the last (slices of equal width are merged).
     """
 
     order: torch.Tensor
@@ -62,10 +63,21 @@ class LengthGroups:
 
 def group_by_length(ids: Sequence[Sequence[int]], group_size: int, pad_id: int,
                     token_type_ids: bool = False) -> LengthGroups:
-    """Sort the id lists by length (longest first; ties keep input order) and pad each ``group_size`` slice."""
+    """Sort the id lists by length (longest first; ties keep input order) and pad each ``group_size`` slice.
+
+    Consecutive slices that would pad to the same width are one group: splitting them removes no padding and only
+    makes smaller, slower matrix products (at 128 tokens nearly every SciFact abstract is cut to 128, and groups of
+    4 made a training step 1.3x slower than one padded batch; benchmarks/RESULTS.md §7c).
+    """
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1, got {group_size}")
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-    groups = [pad_ids([ids[i] for i in order[s : s + group_size]], pad_id, token_type_ids)
-              for s in range(0, len(order), group_size)]
+    slices: list[list[int]] = []
+    for s in range(0, len(order), group_size):
+        part = order[s : s + group_size]
+        if slices and len(ids[slices[-1][0]]) == len(ids[part[0]]):
+            slices[-1].extend(part)  # same width as the slice before: no padding to save by splitting
+        else:
+            slices.append(list(part))
+    groups = [pad_ids([ids[i] for i in part], pad_id, token_type_ids) for part in slices]
     return LengthGroups(torch.tensor(order, dtype=torch.long), groups)

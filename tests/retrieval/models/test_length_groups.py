@@ -29,6 +29,16 @@ def test_length_groups_pad_less_and_restore_the_input_order():
     assert groups.restore(rows).tolist() == [float(len(x)) for x in ids]
 
 
+def test_slices_of_the_same_width_are_one_group():
+    # every text cut at max_length (SciFact at 128 tokens): splitting saves no padding, so one batch
+    truncated = group_by_length([[1] * 128] * 16, group_size=4, pad_id=0)
+    assert [tuple(g["input_ids"].shape) for g in truncated.groups] == [(16, 128)]
+    # widths 10,10 | 10,7 | 7,7 | 3 -> the first slice's width repeats in the second: merged; 7,7 starts a new one
+    ids = [[1] * n for n in (10, 10, 10, 7, 7, 7, 3)]
+    groups = group_by_length(ids, group_size=2, pad_id=0)
+    assert [tuple(g["input_ids"].shape) for g in groups.groups] == [(4, 10), (2, 7), (1, 3)]
+
+
 def test_grouped_embeddings_equal_padded_ones_and_carry_gradients(tiny_model_dir):
     encoder = BiEncoder(str(tiny_model_dir), max_length=32).eval()
     padded = encoder.embed(encoder.tokenize(TEXTS))
