@@ -222,16 +222,21 @@ def test_benchmark_teachers_smoke(tmp_path):
     assert temperature and number(temperature.group(1)) > 0
 
 
-def test_benchmark_pipeline_teachers_smoke(tmp_path):
+def smollm2_cache_or_skip() -> str:
+    """kd's cache folder holding the converted SmolLM2 (converted here if needed); a missing package skips."""
     try:
         from kd.pipeline.models import cache_dir, packaged_llm_dir
 
         packaged_llm_dir("smollm2")
     except Exception as exc:  # noqa: BLE001 - a missing package is a skip, with the install command
         pytest.skip(str(exc))
+    return str(cache_dir())
+
+
+def test_benchmark_pipeline_teachers_smoke(tmp_path):
     # the converted SmolLM2 lives in the user's kd cache, not in tmp_path
     out = run_script("scripts/benchmark_pipeline_teachers.py", "--smoke", "--threads", "2", cwd=tmp_path,
-                     cache_dir=str(cache_dir()))
+                     cache_dir=smollm2_cache_or_skip())
     timing = table(out, "teacher")
     assert list(timing) == ["packaged:smollm2"]
     load_s, q_s, r_s, parsed = timing["packaged:smollm2"][:4]
@@ -240,14 +245,8 @@ def test_benchmark_pipeline_teachers_smoke(tmp_path):
 
 
 def test_benchmark_lora_recipes_smoke(tmp_path):
-    try:
-        from kd.pipeline.models import cache_dir, packaged_llm_dir
-
-        packaged_llm_dir("smollm2")
-    except Exception as exc:  # noqa: BLE001 - a missing package is a skip, with the install command
-        pytest.skip(str(exc))
     out = run_script("scripts/benchmark_lora_recipes.py", "--smoke", "--threads", "2", cwd=tmp_path,
-                     cache_dir=str(cache_dir()))
+                     cache_dir=smollm2_cache_or_skip())
     rows = table(out, "recipe")
     assert len(rows) == 2
     one, two = rows.values()
