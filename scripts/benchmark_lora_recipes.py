@@ -23,15 +23,18 @@ import tempfile
 import time
 from pathlib import Path
 
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# each recipe names every key it changes, so a label holds whatever the run's own finetune config was
 RECIPES: dict[str, dict] = {
-    "default: q,v r8, 5 epochs, lr 1e-3": {},
-    "q,v r8, 2 epochs, lr 1e-3": {"epochs": 2},
-    "q,v r8, 5 epochs, lr 2e-4": {"lr": 2e-4},
-    "all linear r16, 5 epochs, lr 1e-3": {"lora_r": 16, "lora_alpha": 32, "target_modules": [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
-    "all linear r16, 3 epochs, lr 2e-4": {"lora_r": 16, "lora_alpha": 32, "epochs": 3, "lr": 2e-4, "target_modules": [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
+    "q,v r8, 5 epochs, lr 1e-3 (the default before 2026-12-03)": {"epochs": 5, "lr": 1e-3},
+    "q,v r8, 2 epochs, lr 1e-3 (the default)": {"epochs": 2, "lr": 1e-3},
+    "q,v r8, 5 epochs, lr 2e-4": {"epochs": 5, "lr": 2e-4},
+    "all linear r16, 5 epochs, lr 1e-3": {"lora_r": 16, "lora_alpha": 32, "epochs": 5, "lr": 1e-3,
+                                          "target_modules": ALL_LINEAR},
+    "all linear r16, 3 epochs, lr 2e-4": {"lora_r": 16, "lora_alpha": 32, "epochs": 3, "lr": 2e-4,
+                                          "target_modules": ALL_LINEAR},
 }
+BASE = {"lora_r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}  # under every recipe
 
 SMOKE_PAIRS = [
     {"question": "What is a Pod?", "reference": "A Pod is the smallest deployable unit: one or more containers."},
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="kd-lora-recipes-") as tmp:
         for i, (name, change) in enumerate(recipes.items()):
-            cfg = {**fcfg, **change}
+            cfg = {**fcfg, **BASE, **change}
             t0 = time.perf_counter()
             info = finetune(student, train, cfg, args.seed, Path(tmp) / f"r{i}" / "adapter", progress=False)
             seconds = time.perf_counter() - t0
