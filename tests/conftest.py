@@ -97,8 +97,9 @@ LONGEST = ("tests/retrieval/test_run_main_job_slow.py", "tests/pipeline/test_pip
 def pytest_collection_modifyitems(config, items):
     """The longest tests first, then the other slow ones, then the rest (collection order within each).
 
-    xdist's first batch goes round robin, so with 2 workers each starts on one of the two longest tests, instead of
-    one of them starting when everything else is done.
+    With ``--dist loadgroup`` (setup.cfg) xdist hands out one test at a time in this order, so with 2 workers each
+    starts on one of the two longest tests. (``--dist load`` sends contiguous chunks: both landed on one worker,
+    which ran them one after the other while the other worker sat idle.)
     """
     def rank(item) -> int:
         path = item.nodeid.split("::")[0]
