@@ -72,12 +72,9 @@ def classify_messages(question: str, answer_statements: Sequence[str], reference
         reference_statements=json.dumps(list(reference_statements)))}]
 
 
-# Statements of the prompts' few-shot examples: a small judge sometimes copies them into its reply; never counted.
-EXAMPLE_STATEMENTS = frozenset({
-    "The sun is a star.", "The sun produces light through nuclear fusion.",
-    "The sun is powered by nuclear fission.", "The sun's fusion makes light and heat.",
-    "The sun is powered by nuclear fusion.", "Fusion in the sun releases energy as light and heat.",
-})
+# Statements of the prompts' few-shot examples (every quoted sentence in them, read from the prompts so the two
+# cannot drift apart): a small judge sometimes copies them into its reply; never counted.
+EXAMPLE_STATEMENTS = frozenset(re.findall(r'"([^"]+\.)"', STATEMENT_PROMPT + CLASSIFY_PROMPT))
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _SPACE = re.compile(r"\s*")
